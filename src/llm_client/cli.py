@@ -1,0 +1,191 @@
+"""The ``llm-client`` command: ``demo``, ``models`` and ``cache``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+__all__ = ["main"]
+
+DEMO_CHAT = [
+    "Summarize the plot of Hamlet in one sentence.",
+    "Give me three names for a grey cat.",
+    "What is the capital of Australia?",
+    "Explain a token bucket rate limiter briefly.",
+]
+DEMO_RESPONSES = [
+    "Write a haiku about caching.",
+    "List two benefits of retries with jitter.",
+]
+DEMO_EMBED = [
+    "the quick brown fox jumps over the lazy dog",
+    "a fast brown fox leaps over a sleepy dog",
+    "an unrelated sentence about interest rates",
+]
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    headers = [
+        "round",
+        "requests",
+        "cache hits",
+        "tokens in",
+        "tokens out",
+        "cost USD",
+        "saved USD",
+        "wall s",
+    ]
+    lines = [headers]
+    for r in rows:
+        lines.append(
+            [
+                str(r["round"]),
+                str(r["requests"]),
+                str(r["cache_hits"]),
+                str(r["input_tokens"]),
+                str(r["output_tokens"]),
+                f"{r['cost_usd']:.6f}",
+                f"{r['saved_usd']:.6f}",
+                f"{r['wall']:.3f}",
+            ]
+        )
+    widths = [max(len(row[i]) for row in lines) for i in range(len(headers))]
+    out = []
+    for n, row in enumerate(lines):
+        out.append("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from .client import OpenAIClient
+    from .models import GPT5Nano, TextEmbedding3Small
+
+    async with AsyncExitStack() as stack:
+        client_options: dict[str, Any] = {}
+        if args.live:
+            if not os.environ.get("OPENAI_API_KEY"):
+                print(
+                    "--live needs OPENAI_API_KEY in the environment or a .env file", file=sys.stderr
+                )
+                return 2
+            where = "OpenAI (live)"
+        else:
+            from .testing.server import FakeOpenAI
+
+            server = await stack.enter_async_context(FakeOpenAI())
+            client_options = {"base_url": server.base_url, "api_key": "sk-demo-not-a-real-key"}
+            where = f"the bundled fake OpenAI server at {server.base_url}"
+        cache_dir = args.cache_dir or stack.enter_context(tempfile.TemporaryDirectory())
+        common = {"cache_backend": args.cache, "cache_dir": cache_dir, **client_options}
+        chat = OpenAIClient(GPT5Nano, **common)
+        responses = OpenAIClient(GPT5Nano, api="responses", **common)
+        embed = OpenAIClient(TextEmbedding3Small, **common)
+        clients = (chat, responses, embed)
+        for c in clients:
+            stack.push_async_callback(c.close)
+        print(f"llm-client demo: talking to {where}")
+        print(f"cache: {args.cache} in {cache_dir}\n")
+        rows = []
+        for round_no in (1, 2):
+            before = [c.stats()["totals"] for c in clients]
+            start = time.perf_counter()
+            coros: list[Any] = [
+                chat.get_response(messages=[{"role": "user", "content": q}]) for q in DEMO_CHAT
+            ]
+            coros += [responses.get_response(input=q) for q in DEMO_RESPONSES]
+            coros += [embed.get_response(input=t) for t in DEMO_EMBED]
+            results = await chat.run_batch(coros)
+            wall = time.perf_counter() - start
+            failed = [r for r in results if r.get("status") != 200]
+            for r in failed:
+                print(f"  failed: {r['status']} {r['error']}", file=sys.stderr)
+            after = [c.stats()["totals"] for c in clients]
+            row: dict[str, Any] = {"round": round_no, "wall": wall}
+            for key in (
+                "requests",
+                "cache_hits",
+                "input_tokens",
+                "output_tokens",
+                "cost_usd",
+                "saved_usd",
+            ):
+                row[key] = sum(a[key] - b[key] for a, b in zip(after, before, strict=True))
+            rows.append(row)
+        print(_table(rows))
+        print(
+            "\nRound 2 repeats round 1: every answer comes from the cache, so it spends"
+            " nothing and reports what it saved."
+        )
+        return 1 if any(r["requests"] == 0 for r in rows) else 0
+
+
+def _models() -> int:
+    from .models import PRICES_SOURCE, ModelProfile
+
+    headers = [
+        "key",
+        "category",
+        "input $/1M",
+        "cached $/1M",
+        "output $/1M",
+        "max input",
+        "max output",
+        "TPM",
+        "RPM",
+    ]
+    rows = [headers]
+    for p in ModelProfile.all():
+        c = p.usage_costs
+        rows.append(
+            [
+                p.key,
+                p.category,
+                f"{c.input:g}",
+                f"{c.cached_input:g}",
+                f"{c.output:g}",
+                f"{p.max_input:,}",
+                f"{p.max_output:,}",
+                f"{p.rate_limits.tkn_per_min:,}",
+                f"{p.rate_limits.req_per_min:,}",
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
+    for n, r in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"\n{PRICES_SOURCE}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-client", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run a small batch twice through the full pipeline")
+    demo.add_argument("--live", action="store_true", help="talk to OpenAI (needs OPENAI_API_KEY)")
+    demo.add_argument("--cache", default="sqlite", help="cache backend (default: sqlite)")
+    demo.add_argument("--cache-dir", default=None, help="cache folder (default: a temp dir)")
+    sub.add_parser("models", help="list model profiles with prices and limits")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        return asyncio.run(_demo(args))
+    if args.command == "models":
+        return _models()
+    return 2  # pragma: no cover - argparse enforces the choices
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,604 @@
+"""``OpenAIClient``: the seed's API on top of the middleware chain."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+import pluggy
+
+from .clock import Clock
+from .exceptions import (
+    ConfigurationError,
+    InvalidRequestError,
+    LLMClientError,
+)
+from .middleware.cost import CostAccounting
+from .models import ModelProfile, TextEmbedding3Small
+from .pipeline import CacheOptions, Call, Next, Operation, Pipeline
+from .result import LLMResult
+from .streaming import LLMEvent, to_sse
+
+__all__ = ["OpenAIClient"]
+
+Api = Literal["chat", "responses"]
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+#: Keys that are transport options or secrets: never accepted as generation parameters.
+_FORBIDDEN_PARAMS = frozenset(
+    {
+        "api_key",
+        "organization",
+        "base_url",
+        "extra_headers",
+        "extra_query",
+        "extra_body",
+        "http_client",
+        "max_retries",
+    }
+)
+
+
+def _validate_messages(messages: Any) -> list[dict[str, Any]]:
+    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
+        raise InvalidRequestError(
+            "messages must be a list of dicts like {'role': 'user', 'content': '...'};"
+            f" got {type(messages).__name__}"
+        )
+    if not messages:
+        raise InvalidRequestError("messages must not be empty")
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping):
+            raise InvalidRequestError(
+                f"messages[{i}] must be a dict with 'role' and 'content', got {type(m).__name__}"
+            )
+        role = m.get("role")
+        if role not in _ROLES:
+            raise InvalidRequestError(
+                f"messages[{i}] has role {role!r}; valid roles: {', '.join(sorted(_ROLES))}"
+            )
+        content = m.get("content")
+        if content is None and not m.get("tool_calls") and m.get("type") is None:
+            raise InvalidRequestError(f"messages[{i}] ({role}) has no 'content'")
+        if content is not None and not isinstance(content, (str, list)):
+            raise InvalidRequestError(
+                f"messages[{i}].content must be a string or a list of content parts,"
+                f" got {type(content).__name__}"
+            )
+        out.append(dict(m))
+    return out
+
+
+def _validate_embedding_input(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value:
+            raise InvalidRequestError("embedding input must not be an empty string")
+        return value
+    if isinstance(value, Sequence) and value and all(isinstance(v, str) and v for v in value):
+        return list(value)
+    if isinstance(value, Sequence) and value and all(isinstance(v, int) for v in value):
+        return list(value)
+    raise InvalidRequestError(
+        "embedding input must be a non-empty string, a list of non-empty strings or a list of"
+        f" token ids; got {value!r:.60}"
+    )
+
+
+def _responses_tools(tools: Any) -> Any:
+    """Chat-style tools (``{"type": "function", "function": {...}}``) in Responses' flat form."""
+    if not isinstance(tools, list):
+        return tools
+    out = []
+    for tool in tools:
+        if isinstance(tool, Mapping) and isinstance(tool.get("function"), Mapping):
+            out.append({"type": "function", **tool["function"]})
+        else:
+            out.append(tool)
+    return out
+
+
+class OpenAIClient:
+    """An async OpenAI client whose every call flows through a middleware chain.
+
+    :param model: a :class:`ModelProfile` or a registered key (``"gpt-5-nano"``).
+    :param api: ``"chat"`` (Chat Completions, the default) or ``"responses"``; embeddings
+        profiles always use the embeddings API.
+    :param cache_backend: ``None`` (no cache), or a backend name: ``"memory"``, ``"fs"``,
+        ``"sqlite"``, or a plugin's (``"redis"``, ``"pg_redis"``, ``"postgres"``, ``"qdrant"``).
+    :param cache_dir, cache_collection, cache_ttl: cache location, namespace and expiry.
+    :param pg_dsn, redis_url, qdrant_url, qdrant_api_key: for the server backends (each falls
+        back to its environment variable).
+    :param semantic_cache_threshold: with a semantic-capable backend (``"qdrant"``), serve a
+        stored answer whose prompt embedding has at least this cosine similarity.
+    :param rate_limit_backend: ``"local"`` (default), ``"redis"`` (shared across processes)
+        or ``None`` (no limiter).
+    :param tokens_per_minute, requests_per_minute, burst_seconds: limiter budgets (default:
+        the profile's ``rate_limits``).
+    :param attempts, backoff, timeout: retry attempts, back-off base seconds, and an overall
+        deadline per call (seconds, over every attempt and wait).
+    :param max_concurrency: how many calls :meth:`run_batch` runs at once.
+    :param pipeline: a custom :class:`Pipeline` instead of the default chain.
+    :param plugin_manager: a pluggy manager (see :func:`llm_client.plugins.new_plugin_manager`).
+    :param api_key, base_url, organization, http_client: for the OpenAI SDK (env otherwise).
+    """
+
+    def __init__(
+        self,
+        model: ModelProfile | str,
+        *,
+        api: Api = "chat",
+        cache_backend: str | Any | None = None,
+        cache_dir: Any = None,
+        cache_collection: str | None = None,
+        cache_ttl: float | None = None,
+        pg_dsn: str | None = None,
+        redis_url: str | None = None,
+        qdrant_url: str | None = None,
+        qdrant_api_key: str | None = None,
+        semantic_cache_threshold: float | None = None,
+        semantic_cache_model: ModelProfile | str | None = None,
+        rate_limit_backend: str | None = "local",
+        tokens_per_minute: float | None = None,
+        requests_per_minute: float | None = None,
+        burst_seconds: float | None = None,
+        limiter: Any = None,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        timeout: float | None = None,
+        max_concurrency: int = 64,
+        pipeline: Pipeline | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        organization: str | None = None,
+        http_client: Any = None,
+        sdk: Any = None,
+        clock: Clock | None = None,
+        **backend_options: Any,
+    ) -> None:
+        self.profile = ModelProfile.get(model)
+        if api not in ("chat", "responses"):
+            raise ConfigurationError(f"api must be 'chat' or 'responses', got {api!r}")
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ConfigurationError(
+                f"max_concurrency must be an integer >= 1, got {max_concurrency!r}"
+            )
+        if semantic_cache_threshold is not None and not 0 < semantic_cache_threshold <= 1:
+            raise ConfigurationError(
+                f"semantic_cache_threshold must be in (0, 1], got {semantic_cache_threshold!r}"
+            )
+        self.api: Api = api
+        self.max_concurrency = max_concurrency
+        from .transport import Transport
+
+        try:
+            self._transport = Transport(
+                sdk=sdk,
+                api_key=api_key,
+                base_url=base_url,
+                organization=organization,
+                http_client=http_client,
+            )
+        except Exception as exc:  # the SDK raises OpenAIError without a key
+            raise ConfigurationError(
+                f"could not create the OpenAI SDK client: {exc}. Pass api_key=... or set"
+                " OPENAI_API_KEY (a .env file is loaded on import)."
+            ) from exc
+        self._semantic_profile = (
+            ModelProfile.get(semantic_cache_model) if semantic_cache_model else TextEmbedding3Small
+        )
+        if pipeline is None:
+            options = {
+                k: v
+                for k, v in {
+                    "cache_dir": cache_dir,
+                    "pg_dsn": pg_dsn,
+                    "redis_url": redis_url,
+                    "qdrant_url": qdrant_url,
+                    "qdrant_api_key": qdrant_api_key,
+                }.items()
+                if v is not None
+            }
+            pipeline = Pipeline.default(
+                self.profile,
+                cache_backend=cache_backend,
+                cache_collection=cache_collection,
+                cache_ttl=cache_ttl,
+                semantic_cache_threshold=semantic_cache_threshold,
+                embed=self._embed if semantic_cache_threshold else None,
+                limiter=limiter,
+                rate_limit_backend=rate_limit_backend,
+                tokens_per_minute=tokens_per_minute,
+                requests_per_minute=requests_per_minute,
+                burst_seconds=burst_seconds,
+                attempts=attempts,
+                backoff=backoff,
+                timeout=timeout,
+                plugin_manager=plugin_manager,
+                clock=clock,
+                **options,
+                **backend_options,
+            )
+        self.pipeline = pipeline.copy()
+        self._handler: Next = self.pipeline.build(self._transport)
+
+    # --- building calls ------------------------------------------------------------------------
+
+    @property
+    def operation(self) -> Operation:
+        return "embeddings" if self.profile.is_embeddings else self.api
+
+    def _call(
+        self,
+        messages: Any,
+        input: Any,
+        *,
+        stream: bool,
+        api: Api | None,
+        identifier: str | None,
+        hash_as_identifier: bool,
+        cache_response: bool,
+        cache_errors: bool,
+        rewrite_cache: bool,
+        regen_cache: bool,
+        attempts: int | None,
+        backoff: float | None,
+        timeout: float | None,
+        params: dict[str, Any],
+    ) -> Call:
+        bad = _FORBIDDEN_PARAMS.intersection(params)
+        if bad:
+            raise InvalidRequestError(
+                f"{', '.join(sorted(bad))} is a client or transport option, not a request"
+                " parameter: pass it to OpenAIClient(...)"
+            )
+        if "stream" in params:
+            raise InvalidRequestError("use client.stream(...) for streaming, not stream=True")
+        if attempts is not None and (not isinstance(attempts, int) or attempts < 1):
+            raise InvalidRequestError(f"attempts must be an integer >= 1, got {attempts!r}")
+        if backoff is not None and (not isinstance(backoff, (int, float)) or backoff < 0):
+            raise InvalidRequestError(f"backoff must be a number >= 0, got {backoff!r}")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise InvalidRequestError(
+                f"timeout must be a positive number of seconds, got {timeout!r}"
+            )
+        if api is not None and api not in ("chat", "responses"):
+            raise InvalidRequestError(f"api must be 'chat' or 'responses', got {api!r}")
+        profile = self.profile
+        operation: Operation = "embeddings" if profile.is_embeddings else (api or self.api)
+        body: dict[str, Any] = {"model": profile.model_name}
+        if operation == "embeddings":
+            if messages is not None:
+                raise InvalidRequestError(
+                    f"{profile.key} is an embeddings model: pass input=..., not messages"
+                )
+            body["input"] = _validate_embedding_input(input)
+            body.update(params)
+        elif operation == "chat":
+            if messages is None:
+                if input is None:
+                    raise InvalidRequestError("pass messages=[...] (or input='...')")
+                messages = [{"role": "user", "content": input}] if isinstance(input, str) else input
+            body["messages"] = _validate_messages(messages)
+            if "max_tokens" in params and "max_completion_tokens" not in params:
+                params["max_completion_tokens"] = params.pop("max_tokens")
+            body.update(params)
+        else:
+            if input is None:
+                if messages is None:
+                    raise InvalidRequestError("pass input='...' or messages=[...]")
+                input = _validate_messages(messages)
+            elif not isinstance(input, str):
+                input = _validate_messages(input)
+            body["input"] = input
+            for old in ("max_tokens", "max_completion_tokens"):
+                if old in params and "max_output_tokens" not in params:
+                    params["max_output_tokens"] = params.pop(old)
+            if "tools" in params:
+                params["tools"] = _responses_tools(params["tools"])
+            body.update(params)
+        return Call(
+            profile=profile,
+            operation=operation,
+            params=body,
+            stream=stream,
+            cache=CacheOptions(
+                identifier=identifier,
+                hash_as_identifier=hash_as_identifier,
+                cache_response=cache_response,
+                cache_errors=cache_errors,
+                rewrite_cache=rewrite_cache,
+                regen_cache=regen_cache,
+            ),
+            timeout=timeout,
+            attempts=attempts,
+            backoff=backoff,
+        )
+
+    # --- the seed's API ------------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        messages: Any = None,
+        *,
+        input: Any = None,
+        identifier: str | None = None,
+        hash_as_identifier: bool = True,
+        cache_response: bool = True,
+        cache_errors: bool = False,
+        rewrite_cache: bool = False,
+        regen_cache: bool = False,
+        attempts: int | None = None,
+        backoff: float | None = None,
+        timeout: float | None = None,
+        api: Api | None = None,
+        raise_on_error: bool = False,
+        **params: Any,
+    ) -> LLMResult:
+        """Run one call and return an :class:`LLMResult`.
+
+        Failures come back as a result with ``status`` and ``error`` unless ``raise_on_error``,
+        which raises the matching :class:`LLMClientError` instead. Malformed input raises
+        :class:`InvalidRequestError` at once either way.
+        """
+        call = self._call(
+            messages,
+            input,
+            stream=False,
+            api=api,
+            identifier=identifier,
+            hash_as_identifier=hash_as_identifier,
+            cache_response=cache_response,
+            cache_errors=cache_errors,
+            rewrite_cache=rewrite_cache,
+            regen_cache=regen_cache,
+            attempts=attempts,
+            backoff=backoff,
+            timeout=timeout,
+            params=params,
+        )
+        try:
+            reply = await self._handler(call)
+        except LLMClientError as exc:
+            if raise_on_error:
+                raise
+            return LLMResult.from_error(
+                exc,
+                params=call.params,
+                operation=call.operation,
+                model=self.profile.model_name,
+                identifier=identifier,
+            )
+        if not isinstance(reply, LLMResult):  # a custom pipeline answered with a stream
+            from .streaming import collect
+
+            final = await collect(reply)
+            if final is None:
+                raise LLMClientError("the pipeline's stream ended without a result")
+            reply = final
+        if reply.identifier is None and identifier is not None:
+            reply = reply.replace(identifier=identifier)
+        if raise_on_error:
+            reply.raise_for_status()
+        return reply
+
+    async def get_response(
+        self,
+        messages: Any = None,
+        *,
+        input: Any = None,
+        identifier: str | None = None,
+        hash_as_identifier: bool = True,
+        cache_response: bool = True,
+        cache_errors: bool = False,
+        rewrite_cache: bool = False,
+        regen_cache: bool = False,
+        attempts: int | None = None,
+        backoff: float | None = None,
+        timeout: float | None = None,
+        api: Api | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """Run one call; return the seed's dict (``params``, ``output``, ``usage``, ``status``,
+        ``error``, ``identifier``, plus ``cached``, ``attempts``, ``tool_calls`` ...)."""
+        result = await self.invoke(
+            messages,
+            input=input,
+            identifier=identifier,
+            hash_as_identifier=hash_as_identifier,
+            cache_response=cache_response,
+            cache_errors=cache_errors,
+            rewrite_cache=rewrite_cache,
+            regen_cache=regen_cache,
+            attempts=attempts,
+            backoff=backoff,
+            timeout=timeout,
+            api=api,
+            **params,
+        )
+        return result.to_dict()
+
+    async def stream(
+        self,
+        messages: Any = None,
+        *,
+        input: Any = None,
+        identifier: str | None = None,
+        hash_as_identifier: bool = True,
+        cache_response: bool = True,
+        cache_errors: bool = False,
+        rewrite_cache: bool = False,
+        regen_cache: bool = False,
+        attempts: int | None = None,
+        backoff: float | None = None,
+        timeout: float | None = None,
+        api: Api | None = None,
+        **params: Any,
+    ) -> AsyncIterator[LLMEvent]:
+        """Stream one call as :class:`LLMEvent` s: ``meta``, ``text_delta`` ..., ``usage``,
+        ``done`` — or ending in one ``error`` event; never silently cut short."""
+        if self.profile.is_embeddings:
+            raise InvalidRequestError(
+                f"{self.profile.key} is an embeddings model: it cannot stream"
+            )
+        call = self._call(
+            messages,
+            input,
+            stream=True,
+            api=api,
+            identifier=identifier,
+            hash_as_identifier=hash_as_identifier,
+            cache_response=cache_response,
+            cache_errors=cache_errors,
+            rewrite_cache=rewrite_cache,
+            regen_cache=regen_cache,
+            attempts=attempts,
+            backoff=backoff,
+            timeout=timeout,
+            params=params,
+        )
+        try:
+            reply = await self._handler(call)
+        except LLMClientError as exc:
+            result = LLMResult.from_error(
+                exc,
+                params=call.params,
+                operation=call.operation,
+                model=self.profile.model_name,
+                identifier=identifier,
+            )
+            yield LLMEvent("error", {"status": result.status, "error": result.error}, result)
+            return
+        if isinstance(reply, LLMResult):  # a custom pipeline answered a stream with a result
+            from .middleware._stream import replay
+
+            reply = replay(reply)
+        async for event in reply:
+            yield event
+
+    async def stream_sse(self, messages: Any = None, **kwargs: Any) -> AsyncIterator[str]:
+        """:meth:`stream` encoded as Server-Sent Events frames for a web response."""
+        async for event in self.stream(messages, **kwargs):
+            yield to_sse(event)
+
+    # --- batches ---------------------------------------------------------------------------------
+
+    async def run_batch(
+        self, coros: Iterable[Awaitable[Any]], *, max_concurrency: int | None = None
+    ) -> list[Any]:
+        """Await many calls with at most ``max_concurrency`` running at once; results keep the
+        input order, and an exception becomes ``{"status": ..., "error": ...}``."""
+        limit = asyncio.Semaphore(max_concurrency or self.max_concurrency)
+
+        async def one(aw: Awaitable[Any]) -> Any:
+            async with limit:
+                try:
+                    return await aw
+                except Exception as exc:  # wrapped, never lost
+                    return _error_dict(exc)
+
+        return list(await asyncio.gather(*(one(aw) for aw in coros)))
+
+    async def iter_batch(
+        self, coros: Iterable[Awaitable[Any]], *, max_concurrency: int | None = None
+    ) -> AsyncIterator[Any]:
+        """Like :meth:`run_batch`, but yield each result as soon as it completes."""
+        limit = asyncio.Semaphore(max_concurrency or self.max_concurrency)
+
+        async def one(aw: Awaitable[Any]) -> Any:
+            async with limit:
+                try:
+                    return await aw
+                except Exception as exc:
+                    return _error_dict(exc)
+
+        tasks = [asyncio.ensure_future(one(aw)) for aw in coros]
+        try:
+            for done in asyncio.as_completed(tasks):
+                yield await done
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- lifecycle and observability ------------------------------------------------------
+
+    def _step(self, kind: type[Any]) -> Any:
+        return self.pipeline.find(kind)
+
+    def _attribute(self, name: str) -> Any:
+        for _, step in self.pipeline:
+            value = getattr(step, name, None)
+            if value is not None:
+                return value
+        return None
+
+    @property
+    def cache(self) -> Any:
+        """The cache backend of the pipeline's cache step, or ``None``."""
+        return self._attribute("backend")
+
+    @property
+    def limiter(self) -> Any:
+        """The rate limiter of the pipeline's limit step, or ``None``."""
+        return self._attribute("limiter")
+
+    def stats(self) -> dict[str, Any]:
+        """Totals (requests, hits, tokens, USD spent and saved) and the limiter's state."""
+        cost = self._step(CostAccounting)
+        limiter = self.limiter
+        return {
+            "model": self.profile.key,
+            "totals": cost.totals.as_dict() if cost is not None else {},
+            "limiter": limiter.stats() if limiter is not None else {},
+        }
+
+    async def warm_cache(self) -> None:
+        """Create the cache's tables/collections/folders now rather than on first use."""
+        backend = self.cache
+        if backend is not None:
+            await backend.warm()
+
+    async def close(self) -> None:
+        """Close the SDK's HTTP client, the cache backend and the limiter."""
+        backend = self.cache
+        limiter = self.limiter
+        try:
+            if backend is not None:
+                await backend.aclose()
+            if limiter is not None and hasattr(limiter, "aclose"):
+                await limiter.aclose()
+        finally:
+            await self._transport.aclose()
+
+    async def __aenter__(self) -> OpenAIClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _embed(self, text: str) -> list[float]:
+        """Embed ``text`` for the semantic cache (straight to the transport: no limiter)."""
+        call = Call(
+            profile=self._semantic_profile,
+            operation="embeddings",
+            params={"model": self._semantic_profile.model_name, "input": text},
+        )
+        reply = await self._transport(call)
+        assert isinstance(reply, LLMResult)
+        return list(reply.output)
+
+    def __repr__(self) -> str:
+        return f"OpenAIClient({self.profile.key!r}, api={self.api!r}, pipeline={self.pipeline!r})"
+
+
+def _error_dict(exc: BaseException) -> dict[str, Any]:
+    status = exc.status if isinstance(exc, LLMClientError) else 500
+    return {"status": status, "error": f"{type(exc).__name__}: {exc}", "output": None}

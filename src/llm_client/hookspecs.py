@@ -1,0 +1,75 @@
+"""Hook specifications: how plugins extend llm-client.
+
+Every hook is called once, when a plugin manager's registry is first built (at client set-up),
+never per request. Each receives a ``register`` callable and hands back factories or objects
+through it. Plugins implement hooks with :data:`hookimpl`::
+
+    from llm_client.hookspecs import hookimpl
+
+    @hookimpl
+    def register_cache_backends(register):
+        register("mycache", MyCache)   # MyCache(**options) -> CacheBackend
+
+and ship them through the ``llm_client`` entry-point group (see docs/plugins.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+PROJECT = "llm_client"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_cache_backends(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register cache backends by name.
+
+    :param register: call ``register(name, factory)``; ``factory(**options)`` returns a
+        :class:`~llm_client.cache.CacheBackend`. It receives the client's cache options
+        (``cache_dir``, ``cache_collection``, ``pg_dsn``, ``redis_url``, ``qdrant_url`` ...)
+        as keyword arguments and must accept and ignore the ones it does not use (``**_``).
+        Import heavy client libraries inside the factory, not at module level.
+    """
+
+
+@hookspec
+def register_rate_limiters(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register rate-limit backends by name (``rate_limit_backend="redis"``).
+
+    :param register: call ``register(name, factory)``; ``factory(*, tokens_per_minute,
+        requests_per_minute, **options)`` returns a :class:`~llm_client.rate_limit.RateLimiter`.
+    """
+
+
+@hookspec
+def register_sinks(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register streaming event sinks by name.
+
+    :param register: call ``register(name, factory)``; ``factory(**options)`` returns a sink.
+    """
+
+
+@hookspec
+def register_tools(register: Callable[[Any], None]) -> None:
+    """Register agent tools.
+
+    :param register: call ``register(tool)`` with a :class:`~llm_client.agent.Tool`.
+    """
+
+
+@hookspec
+def register_middleware(register: Callable[..., None]) -> None:
+    """Register middleware that :meth:`Pipeline.default` places in every default chain.
+
+    :param register: call ``register(name, factory, *, before=None, after=None)``;
+        ``factory(profile, **client_options)`` returns a middleware (or ``None`` to stay out).
+        ``before``/``after`` name the built-in step to anchor to (default: just before
+        ``"transport"``, i.e. innermost). Users can ``remove(name)`` it from a pipeline.
+    """

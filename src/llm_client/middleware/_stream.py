@@ -1,0 +1,50 @@
+"""Helpers for middleware that look at streamed replies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from ..result import LLMResult
+from ..streaming import LLMEvent
+
+
+def is_stream(reply: object) -> bool:
+    return not isinstance(reply, LLMResult)
+
+
+async def on_final(
+    stream: AsyncIterator[LLMEvent], callback: Callable[[LLMResult | None], None]
+) -> AsyncIterator[LLMEvent]:
+    """Pass events through; call ``callback`` once with the final result (or ``None`` if the
+    consumer stopped early), whatever happens."""
+    final: LLMResult | None = None
+    try:
+        async for event in stream:
+            if event.result is not None:
+                final = event.result
+            yield event
+    finally:
+        callback(final)
+
+
+async def replay(result: LLMResult, *, chunk: int = 64) -> AsyncIterator[LLMEvent]:
+    """A complete result as the event sequence a live stream gives."""
+    yield LLMEvent(
+        "meta",
+        {
+            "model": result.model,
+            "operation": result.operation,
+            "cached": result.cached,
+            "identifier": result.identifier,
+        },
+    )
+    if not result.ok:
+        yield LLMEvent("error", {"status": result.status, "error": result.error}, result)
+        return
+    text = result.output if isinstance(result.output, str) else ""
+    for i in range(0, len(text), chunk):
+        yield LLMEvent("text_delta", {"text": text[i : i + chunk]})
+    for i, tc in enumerate(result.tool_calls):
+        yield LLMEvent("tool_call_delta", {"index": i, **dict(tc)})
+    yield LLMEvent("usage", result.usage.to_dict())
+    yield LLMEvent("done", result.to_dict(), result)

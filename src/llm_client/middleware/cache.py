@@ -1,0 +1,469 @@
+"""Cache: answer a call from the cache, or pass it on and store the answer.
+
+Why here, in ``cost -> timeout -> cache -> tokens -> retry -> limit -> transport``:
+
+* inside **cost**, so the cost step sees every hit and can total what hits saved (a hit's
+  ``usage`` has its costs moved into ``saved_cost``);
+* inside **timeout**, so the user's deadline also bounds cache I/O and the wait for another
+  call's identical answer;
+* before **tokens, retry and limit**, so a hit counts no tokens, spends no rate-limit budget
+  and is never retried, and a miss is stored once, after retries, not once per attempt.
+
+What it does, in order: derive the key (:func:`~llm_client.cache.cache_identifier`), read the
+backend (exact, then semantic when configured), and on a miss call ``next`` once for all
+concurrent identical calls (single-flight), then store the answer. A failing backend never
+fails a call: the error is logged once per outage and the call goes on as a miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..cache import (
+    CacheBackend,
+    CacheEntry,
+    SemanticCacheBackend,
+    cache_identifier,
+    cache_scope,
+    namespaced_key,
+    prompt_text,
+    redact_text,
+    scrub_secrets,
+)
+from ..exceptions import ConfigurationError, LLMClientError
+from ..pipeline import Call, Next, Reply
+from ..result import LLMResult
+from ..streaming import LLMEvent
+from ._stream import replay
+
+__all__ = ["CacheMiddleware"]
+
+log = logging.getLogger("llm_client.middleware.cache")
+
+_T = TypeVar("_T")
+
+#: Failed results that are never stored, even with ``cache_errors``: they say something about
+#: this moment (timeouts, conflicts, rate limits, server trouble), not about the request.
+_TRANSIENT_CLIENT_ERRORS = frozenset({408, 409, 429})
+
+
+def _deterministic_failure(status: int) -> bool:
+    return 400 <= status < 500 and status not in _TRANSIENT_CLIENT_ERRORS
+
+
+@dataclass(slots=True)
+class _Shared:
+    """What a single-flight leader hands to the calls that waited for it."""
+
+    result: LLMResult
+    similarity: float | None
+    stored: bool
+
+
+class _Ctx:
+    """Per-call state: the key and the lazily computed scope, prompt and prompt vector."""
+
+    __slots__ = ("call", "embedded", "identifier", "key", "prompt", "scope", "semantic", "vector")
+
+    def __init__(self, call: Call, identifier: str, key: str) -> None:
+        self.call = call
+        self.identifier = identifier
+        self.key = key
+        self.scope: str | None = None
+        self.prompt: str | None = None
+        self.semantic = False
+        self.vector: list[float] | None = None
+        self.embedded = False
+
+
+class CacheMiddleware:
+    """Serve calls from ``backend`` and store what the API answers.
+
+    :param backend: any :class:`~llm_client.cache.CacheBackend`.
+    :param collection: namespace for keys (``"<collection>/<identifier>"``). When the backend
+        was itself built for the same collection (its ``collection`` attribute equals this
+        one) the keys are not prefixed again.
+    :param ttl: expiry in seconds passed with every ``put`` (``None``: the backend's default).
+    :param semantic_threshold: with ``embed`` and a
+        :class:`~llm_client.cache.SemanticCacheBackend`, an exact miss looks for a stored
+        prompt whose embedding has at least this cosine similarity, within the same scope.
+    :param embed: async function turning a prompt into a vector (e.g. an embeddings call).
+    :param backend_timeout: seconds a single backend operation may take before it counts as
+        a failure (the call then goes on without the cache); ``None`` to wait forever.
+
+    Per-call behaviour follows :class:`~llm_client.pipeline.CacheOptions`:
+
+    * no ``identifier`` and ``hash_as_identifier=False``: the cache is not touched;
+    * ``rewrite_cache``: no read; the answer overwrites the entry (the old entry stays
+      readable by other calls until then);
+    * ``regen_cache``: the entry is deleted first, then the answer is stored;
+    * ``cache_response``: store the answer (``rewrite_cache``/``regen_cache`` always store);
+      ``False`` still reads;
+    * ``cache_errors``: also store (and serve) failed results, but only those that say
+      something about the request itself: 4xx other than 408, 409 and 429. A stored failure
+      is served only to calls that ask for ``cache_errors``.
+
+    A hit is the stored :class:`~llm_client.result.LLMResult` with ``cached=True``,
+    ``attempts=0``, the stored usage reported as saved (:meth:`Usage.as_saved`) and
+    ``identifier`` set (``cache_similarity`` too for a semantic hit). A call that waited for
+    an identical in-flight call (single-flight) receives that call's answer in the same form.
+    For a streamed call a hit is replayed as events: ``meta`` (``cached: True``),
+    ``text_delta`` chunks, ``tool_call_delta`` per tool call, ``usage``, ``done``.
+    """
+
+    def __init__(
+        self,
+        backend: CacheBackend,
+        *,
+        collection: str | None = None,
+        ttl: float | None = None,
+        semantic_threshold: float | None = None,
+        embed: Callable[[str], Awaitable[list[float]]] | None = None,
+        backend_timeout: float | None = 10.0,
+    ) -> None:
+        if semantic_threshold is not None and not (
+            isinstance(semantic_threshold, (int, float))
+            and not isinstance(semantic_threshold, bool)
+            and 0 < semantic_threshold <= 1
+        ):
+            raise ConfigurationError(
+                f"semantic_threshold must be in (0, 1], got {semantic_threshold!r}"
+            )
+        if ttl is not None and (isinstance(ttl, bool) or not ttl > 0):
+            raise ConfigurationError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        if backend_timeout is not None and not backend_timeout > 0:
+            raise ConfigurationError(f"backend_timeout must be positive, got {backend_timeout!r}")
+        self.backend = backend
+        self.collection = collection or None
+        self.ttl = ttl
+        self.semantic_threshold = semantic_threshold
+        self.embed = embed
+        self.backend_timeout = backend_timeout
+        native = getattr(backend, "collection", None)
+        self._prefix = (
+            None if self.collection is None or native == self.collection else (self.collection)
+        )
+        self._semantic = (
+            semantic_threshold is not None
+            and embed is not None
+            and isinstance(backend, SemanticCacheBackend)
+        )
+        if semantic_threshold is not None and embed is not None and not self._semantic:
+            log.info(
+                "semantic caching is off: cache backend %r cannot search by vector",
+                getattr(backend, "name", type(backend).__name__),
+            )
+        self._inflight: dict[str, asyncio.Future[_Shared | None]] = {}
+        self._backend_down = False
+        self._embed_down = False
+        self._counts: dict[str, int] = dict.fromkeys(
+            (
+                "hits",
+                "semantic_hits",
+                "coalesced",
+                "misses",
+                "stores",
+                "bypassed",
+                "backend_errors",
+                "embed_errors",
+            ),
+            0,
+        )
+
+    def __repr__(self) -> str:
+        return f"CacheMiddleware({self.backend!r}, collection={self.collection!r})"
+
+    def stats(self) -> dict[str, int]:
+        """Counters since creation: hits, semantic hits, coalesced calls, misses, stores,
+        bypassed (uncacheable) calls, backend and embedding failures."""
+        return dict(self._counts)
+
+    # --- the step -------------------------------------------------------------------------------
+
+    async def __call__(self, call: Call, next: Next, /) -> Reply:
+        try:
+            identifier = cache_identifier(call)
+        except TypeError as exc:  # a parameter with no deterministic JSON form
+            log.warning("not caching this call: %s", exc)
+            identifier = None
+        if identifier is None:
+            self._counts["bypassed"] += 1
+            return await next(call)
+        ctx = _Ctx(call, identifier, namespaced_key(identifier, self._prefix))
+        options = call.cache
+        if options.rewrite_cache or options.regen_cache:
+            if options.regen_cache:
+                await self._backend_op("delete", self.backend.delete(ctx.key))
+            return await self._fetch(ctx, next)
+
+        flight = self._inflight.get(ctx.key)
+        if flight is not None:
+            shared = await asyncio.shield(flight)
+            if shared is not None:
+                self._counts["coalesced"] += 1
+                return await self._deliver(ctx, shared, coalesced=True)
+            return await self._lookup_then_fetch(ctx, next)  # the leader failed: go alone
+        if call.stream:  # a stream never leads: its answer exists only if someone drains it
+            return await self._lookup_then_fetch(ctx, next)
+
+        future: asyncio.Future[_Shared | None] = asyncio.get_running_loop().create_future()
+        self._inflight[ctx.key] = future
+        shared = None
+        try:
+            shared = await self._lookup(ctx)
+            if shared is not None:
+                return await self._deliver(ctx, shared, coalesced=False)
+            reply = await self._fetch(ctx, next)
+            if isinstance(reply, LLMResult) and reply.ok:
+                shared = _Shared(reply, None, self._storable(ctx, reply))
+            return reply
+        finally:
+            if not future.done():
+                future.set_result(shared)
+            if self._inflight.get(ctx.key) is future:
+                del self._inflight[ctx.key]
+
+    # --- reading --------------------------------------------------------------------------------
+
+    async def _lookup_then_fetch(self, ctx: _Ctx, next: Next) -> Reply:
+        shared = await self._lookup(ctx)
+        if shared is not None:
+            return await self._deliver(ctx, shared, coalesced=False)
+        return await self._fetch(ctx, next)
+
+    def _usable(self, ctx: _Ctx, entry: CacheEntry | None) -> LLMResult | None:
+        if entry is None:
+            return None
+        try:
+            result = LLMResult.from_dict(entry.value)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            log.warning("ignoring unreadable cache entry %r: %s", entry.key, exc)
+            return None
+        if not result.ok and not ctx.call.cache.cache_errors:
+            return None
+        return result
+
+    async def _lookup(self, ctx: _Ctx) -> _Shared | None:
+        entry = await self._backend_op("get", self.backend.get(ctx.key))
+        if entry is not None and entry.key == ctx.key:
+            result = self._usable(ctx, entry)
+            if result is not None:
+                self._counts["hits"] += 1
+                return _Shared(result.replace(identifier=ctx.identifier), None, True)
+        if self._prepare_semantic(ctx):
+            found = await self._semantic_lookup(ctx)
+            if found is not None:
+                return found
+        self._counts["misses"] += 1
+        return None
+
+    def _prepare_semantic(self, ctx: _Ctx) -> bool:
+        """Whether this call takes part in semantic caching; computes its prompt and scope."""
+        call = ctx.call
+        if not self._semantic or call.operation == "embeddings" or call.cache.identifier:
+            return False
+        if ctx.prompt is None:
+            try:
+                ctx.prompt = prompt_text(call)
+                ctx.scope = cache_scope(call, collection=self.collection)
+            except TypeError:
+                ctx.prompt = ""
+            ctx.semantic = bool(ctx.prompt)
+        return ctx.semantic
+
+    async def _vector(self, ctx: _Ctx) -> list[float] | None:
+        if ctx.embedded or self.embed is None or not ctx.prompt:
+            return ctx.vector
+        ctx.embedded = True
+        try:
+            vector = [float(x) for x in await self.embed(ctx.prompt)]
+            if not vector or not all(math.isfinite(x) for x in vector):
+                raise ValueError("the embedding is empty or not finite")
+        except Exception as exc:  # embedding trouble never fails the call
+            self._counts["embed_errors"] += 1
+            if not self._embed_down:
+                self._embed_down = True
+                log.warning(
+                    "embedding the prompt for the semantic cache failed (%s: %s); using exact"
+                    " matches only until it works again",
+                    type(exc).__name__,
+                    redact_text(str(exc)),
+                )
+            return None
+        if self._embed_down:
+            self._embed_down = False
+            log.info("embedding for the semantic cache works again")
+        ctx.vector = vector
+        return vector
+
+    async def _semantic_lookup(self, ctx: _Ctx) -> _Shared | None:
+        vector = await self._vector(ctx)
+        if vector is None or ctx.scope is None or self.semantic_threshold is None:
+            return None
+        backend = self.backend
+        assert isinstance(backend, SemanticCacheBackend)
+        found = await self._backend_op(
+            "search",
+            backend.search(vector, scope=ctx.scope, threshold=self.semantic_threshold),
+        )
+        if found is None:
+            return None
+        entry, similarity = found
+        if entry.scope and entry.scope != ctx.scope:
+            return None
+        result = self._usable(ctx, entry)
+        if result is None or not result.ok:
+            return None
+        self._counts["semantic_hits"] += 1
+        return _Shared(result, float(similarity), True)
+
+    async def _deliver(self, ctx: _Ctx, shared: _Shared, *, coalesced: bool) -> Reply:
+        raw = shared.result
+        if coalesced and not shared.stored and self._storable(ctx, raw):
+            await self._store(ctx, raw)
+        hit = raw.replace(
+            cached=True,
+            attempts=0,
+            usage=raw.usage.as_saved(),
+            identifier=raw.identifier if shared.similarity is not None else ctx.identifier,
+            cache_similarity=shared.similarity,
+            headers={},
+        )
+        if ctx.call.stream:
+            return replay(hit)
+        return hit
+
+    # --- calling on and writing -----------------------------------------------------------------
+
+    def _storable(self, ctx: _Ctx, result: LLMResult) -> bool:
+        options = ctx.call.cache
+        if not (options.cache_response or options.rewrite_cache or options.regen_cache):
+            return False
+        if result.cached:
+            return False
+        return result.ok or (options.cache_errors and _deterministic_failure(result.status))
+
+    async def _fetch(self, ctx: _Ctx, next: Next) -> Reply:
+        call = ctx.call
+        try:
+            reply = await next(call)
+        except LLMClientError as exc:
+            if call.cache.cache_errors and _deterministic_failure(exc.status):
+                failed = LLMResult.from_error(
+                    exc,
+                    params=call.params,
+                    operation=call.operation,
+                    model=str(call.params.get("model", call.profile.model_name)),
+                    identifier=ctx.identifier,
+                )
+                if self._storable(ctx, failed):
+                    await self._store(ctx, failed)
+            raise
+        if isinstance(reply, LLMResult):
+            result = reply.replace(identifier=ctx.identifier)
+            if self._storable(ctx, result):
+                await self._store(ctx, result)
+            return result
+        return self._record(ctx, reply)
+
+    async def _record(self, ctx: _Ctx, stream: AsyncIterator[LLMEvent]) -> AsyncIterator[LLMEvent]:
+        """Pass a live stream through; store its final result before handing on ``done``
+        (a consumer may stop reading right after it)."""
+        try:
+            async for event in stream:
+                if event.type == "meta":
+                    event = LLMEvent(
+                        "meta",
+                        {**event.data, "identifier": ctx.identifier, "cached": False},
+                        event.result,
+                    )
+                elif event.type in ("done", "error") and event.result is not None:
+                    final = event.result.replace(identifier=ctx.identifier)
+                    if self._storable(ctx, final):
+                        await self._store(ctx, final)
+                    data = dict(event.data)
+                    if "identifier" in data:
+                        data["identifier"] = ctx.identifier
+                    event = LLMEvent(event.type, data, final)
+                yield event
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _store(self, ctx: _Ctx, result: LLMResult) -> bool:
+        call = ctx.call
+        value = scrub_secrets(
+            result.replace(identifier=ctx.identifier, cached=False, cache_similarity=None).to_dict()
+        )
+        semantic = self._prepare_semantic(ctx)
+        if ctx.scope is None:
+            try:
+                ctx.scope = cache_scope(call, collection=self.collection)
+            except TypeError:
+                ctx.scope = ""
+        entry = CacheEntry(
+            key=ctx.key,
+            value=value,
+            model=result.model or str(call.params.get("model", call.profile.model_name)),
+            operation=call.operation,
+            scope=ctx.scope,
+            prompt=redact_text(ctx.prompt) if semantic and ctx.prompt else None,
+        )
+        vector = await self._vector(ctx) if semantic else None
+        if vector is not None:
+            backend = self.backend
+            assert isinstance(backend, SemanticCacheBackend)
+            ok = await self._backend_op(
+                "put_vector", backend.put_vector(entry, vector, ttl=self.ttl), failed=False
+            )
+        else:
+            ok = await self._backend_op("put", self.backend.put(entry, ttl=self.ttl), failed=False)
+        if ok:
+            self._counts["stores"] += 1
+        return bool(ok)
+
+    # --- degradation ------------------------------------------------------------------------------
+
+    async def _backend_op(self, what: str, op: Awaitable[_T], *, failed: Any = None) -> Any:
+        """Run one backend operation; on any failure log (once per outage) and return
+        ``failed`` instead of raising."""
+        try:
+            if self.backend_timeout is None:
+                result = await op
+            elif sys.version_info >= (3, 11):
+                async with asyncio.timeout(self.backend_timeout):
+                    result = await op
+            else:  # pragma: no cover - Python 3.10
+                result = await asyncio.wait_for(op, self.backend_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._counts["backend_errors"] += 1
+            name = getattr(self.backend, "name", type(self.backend).__name__)
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {self.backend_timeout:g}s"
+            else:
+                reason = f"{type(exc).__name__}: {redact_text(str(exc))}"
+            if not self._backend_down:
+                self._backend_down = True
+                log.warning(
+                    "cache backend %r failed on %s (%s); calls go on without the cache until"
+                    " it works again",
+                    name,
+                    what,
+                    reason,
+                )
+            else:
+                log.debug("cache backend %r failed on %s (%s)", name, what, reason)
+            return failed
+        if self._backend_down:
+            self._backend_down = False
+            log.info("cache backend %r works again", getattr(self.backend, "name", "cache backend"))
+        return True if what in ("put", "put_vector") else result

@@ -1,0 +1,795 @@
+"""Token-aware rate limiting: pace calls so they never exceed a tokens and a requests budget.
+
+A :class:`Limiter` holds two :class:`TokenBucket` s, one for tokens and one for requests. A
+call enters ``async with limiter.limit(tokens, requests) as lease``: it waits in one FIFO
+queue until *both* buckets allow it, and then takes from both at once (or from neither).
+When the block ends, the lease is reconciled: the estimate taken at entry is replaced by the
+real usage given to :meth:`Lease.record`, refunding or charging the difference.
+
+Rules (docs/rate-limiting.md explains them at more length):
+
+* **Burst.** A bucket holds ``burst_seconds`` worth of its per-minute rate (default
+  :data:`DEFAULT_BURST_SECONDS`, 1 s; at least one request), not a whole minute: calls are
+  paced smoothly, as OpenAI also enforces its limits over periods shorter than a minute.
+* **Large requests.** A request larger than the burst (but within the per-minute limit) is
+  admitted as soon as the bucket is full, and the level goes negative: the debt is waited out
+  by the requests behind it. A request larger than the per-minute limit can never run and
+  raises :class:`~llm_client.exceptions.RequestTooLargeError` at once. In every window of
+  ``w`` seconds the tokens admitted (net of refunds) never exceed
+  ``max(burst, largest single request) + rate * w``.
+* **Fairness.** Waiters are admitted strictly first in, first out, whatever their size; a
+  newcomer never overtakes a waiter. A waiter waits at most for what is queued ahead of it
+  (plus its own share of one burst) divided by the rate.
+* **Reconciliation.** :meth:`Lease.record` sets the real total tokens (prompt + output). On
+  exit without ``record`` the estimate stays charged and the request stays spent (the call
+  reached the server), unless :meth:`Lease.refund` was called or the block raised one of
+  :data:`NOT_SENT_ERRORS` (raised before anything is sent): then the tokens and the request
+  are given back. A refund never lifts a bucket over its capacity.
+* **Cancellation.** A call cancelled while it waits leaves no trace in the budget. A call
+  cancelled while it runs is reconciled like any other exit: to what it recorded, else to
+  its estimate (the server may already have processed it).
+* **Headers.** :meth:`Limiter.update_from_headers` reads ``x-ratelimit-*`` and, on a 429,
+  ``retry-after-ms`` / ``retry-after``. It only ever *lowers* levels and limits, so it
+  cannot make the limiter exceed its configured budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import timezone
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from .clock import DEFAULT_CLOCK, Clock, MonotonicClock
+from .exceptions import (
+    ConfigurationError,
+    InvalidRequestError,
+    RequestTooLargeError,
+)
+
+__all__ = [
+    "DEFAULT_BURST_SECONDS",
+    "DEFAULT_PAUSE_SECONDS",
+    "NOT_SENT_ERRORS",
+    "Lease",
+    "Limiter",
+    "RateLimitHeaders",
+    "RateLimiter",
+    "TokenBucket",
+    "check_amount",
+    "check_rate",
+    "bucket_capacity",
+    "parse_reset_duration",
+    "parse_retry_after",
+]
+
+DEFAULT_BURST_SECONDS = 1.0
+"""Default burst: one second of the per-minute rate (at least one request)."""
+
+DEFAULT_PAUSE_SECONDS = 1.0
+"""How long a 429 pauses the exhausted dimension when the response says nothing about it."""
+
+MAX_RESET_PAUSE_SECONDS = 60.0
+"""A pause derived from ``x-ratelimit-reset-*`` (not from ``retry-after``) is capped here."""
+
+NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (InvalidRequestError, ConfigurationError)
+"""Exceptions that prove a call never reached the server (bad input, raised before sending):
+leaving a lease with one of these gives back its tokens and its request."""
+
+_EPSILON = 1e-9
+"""Relative slack when comparing a level to a need, so float rounding cannot strand a waiter."""
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def check_rate(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number > 0, else raise ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigurationError(f"{name} must be a positive, finite number, got {value!r}")
+    return number
+
+
+def check_amount(name: str, value: object) -> float:
+    """Return a per-call amount (tokens, requests) as a float; it must be a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequestError(f"{name} must be a number >= 0, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise InvalidRequestError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def _burst(value: object) -> float:
+    if value is None:
+        return DEFAULT_BURST_SECONDS
+    seconds = check_rate("burst_seconds", value)
+    if seconds > 60:
+        raise ConfigurationError(
+            f"burst_seconds must be at most 60 (a whole minute of budget), got {value!r}"
+        )
+    return seconds
+
+
+def bucket_capacity(per_minute: float, burst_seconds: float) -> float:
+    """The capacity of a bucket: ``burst_seconds`` of its rate, but never less than 1."""
+    return max(1.0, per_minute / 60.0 * burst_seconds)
+
+
+# --- one dimension ----------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """One budget dimension: a level that refills at ``rate`` per second up to ``capacity``.
+
+    Pure, synchronous arithmetic on an injected clock. The level may go *negative* (debt):
+    :meth:`take` of an amount larger than the capacity is allowed once the bucket is full,
+    and :meth:`charge` bills usage beyond an estimate. Nothing ever lifts the level above
+    ``capacity``.
+
+    An amount *fits* when the level reaches ``min(amount, capacity)``; so a request larger
+    than the burst waits for a full bucket rather than forever.
+    """
+
+    __slots__ = ("_capacity", "_clock", "_level", "_rate", "_updated")
+
+    def __init__(
+        self,
+        capacity: float,
+        rate: float,
+        *,
+        clock: Clock | None = None,
+        level: float | None = None,
+    ) -> None:
+        self._capacity = check_rate("capacity", capacity)
+        self._rate = check_rate("rate", rate)
+        self._clock = clock if clock is not None else DEFAULT_CLOCK
+        self._level = self._capacity if level is None else min(float(level), self._capacity)
+        self._updated = self._clock.now()
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenBucket(capacity={self._capacity:g}, rate={self._rate:g}/s, level={self.level:g})"
+        )
+
+    @property
+    def capacity(self) -> float:
+        """The most the bucket holds: the largest burst."""
+        return self._capacity
+
+    @property
+    def rate(self) -> float:
+        """Refill per second."""
+        return self._rate
+
+    @property
+    def level(self) -> float:
+        """What is available now (negative while in debt)."""
+        self._refill(self._clock.now())
+        return self._level
+
+    def _refill(self, now: float) -> None:
+        elapsed = now - self._updated
+        if elapsed > 0:
+            level = self._level + elapsed * self._rate
+            self._level = level if level < self._capacity else self._capacity
+            self._updated = now
+
+    def need(self, amount: float) -> float:
+        """The level ``amount`` has to wait for: itself, or a full bucket if larger."""
+        return amount if amount < self._capacity else self._capacity
+
+    def wait_time(self, amount: float, now: float | None = None) -> float:
+        """Seconds until ``amount`` fits (0 when it fits now)."""
+        self._refill(self._clock.now() if now is None else now)
+        deficit = self.need(amount) - self._level
+        if deficit <= _EPSILON * self._capacity:
+            return 0.0
+        return deficit / self._rate
+
+    def fits(self, amount: float, now: float | None = None) -> bool:
+        """Whether ``amount`` may be taken now."""
+        return self.wait_time(amount, now) == 0.0
+
+    def take(self, amount: float) -> None:
+        """Take ``amount`` unconditionally (check :meth:`fits` first); may leave a debt."""
+        self._refill(self._clock.now())
+        self._level -= amount
+
+    def try_take(self, amount: float) -> bool:
+        """Take ``amount`` if it fits now; return whether it did."""
+        if not self.fits(amount):
+            return False
+        self._level -= amount
+        return True
+
+    def refund(self, amount: float) -> float:
+        """Give back ``amount`` (capped at capacity); return how much the level rose."""
+        self._refill(self._clock.now())
+        before = self._level
+        level = before + amount
+        self._level = level if level < self._capacity else self._capacity
+        return self._level - before
+
+    def charge(self, amount: float) -> None:
+        """Bill ``amount`` more (usage beyond an estimate); the level may go into debt."""
+        self._refill(self._clock.now())
+        self._level -= amount
+
+    def lower_to(self, level: float) -> None:
+        """Lower the level to at most ``level`` (a re-sync or a pause); never raises it."""
+        self._refill(self._clock.now())
+        if level < self._level:
+            self._level = level
+
+    def reconfigure(self, capacity: float, rate: float) -> None:
+        """Change capacity and rate from now on (the level is kept, capped at the capacity)."""
+        self._refill(self._clock.now())
+        self._capacity = check_rate("capacity", capacity)
+        self._rate = check_rate("rate", rate)
+        self._level = min(self._level, self._capacity)
+
+
+# --- leases -----------------------------------------------------------------------------------
+
+
+class Lease:
+    """What a call took from the limiter; tell it the real usage before the block ends.
+
+    :ivar tokens: the token estimate taken at entry.
+    :ivar requests: the requests taken at entry.
+    """
+
+    __slots__ = ("_refunded", "_used", "requests", "tokens")
+
+    def __init__(self, tokens: float, requests: float) -> None:
+        self.tokens = tokens
+        self.requests = requests
+        self._used: float | None = None
+        self._refunded = False
+
+    def __repr__(self) -> str:
+        return f"Lease(tokens={self.tokens:g}, requests={self.requests:g}, used={self._used})"
+
+    def record(self, tokens: int) -> None:
+        """Set the real total tokens the call used (prompt + output); the last call wins."""
+        self._used = check_amount("tokens", tokens)
+
+    def refund(self) -> None:
+        """Declare that the call never reached the server: give back its tokens and request."""
+        self._refunded = True
+
+    @property
+    def used(self) -> float | None:
+        """The recorded usage, or ``None`` if :meth:`record` was not called."""
+        return self._used
+
+    @property
+    def refunded(self) -> bool:
+        """Whether :meth:`refund` was called."""
+        return self._refunded
+
+    def settlement(self, exc: BaseException | None) -> tuple[float, float]:
+        """How to reconcile at exit: (token delta, request delta) to charge (negative: refund).
+
+        Recorded usage wins; a refund or a :data:`NOT_SENT_ERRORS` exception without a
+        recorded usage gives everything back; otherwise the estimate stands.
+        """
+        if self._refunded or (self._used is None and isinstance(exc, NOT_SENT_ERRORS)):
+            return -self.tokens, -self.requests
+        if self._used is None:
+            return 0.0, 0.0
+        return self._used - self.tokens, 0.0
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """What the client needs from a limiter; :class:`Limiter` and the Redis limiter fit it."""
+
+    def limit(self, tokens: int, requests: int = 1) -> AbstractAsyncContextManager[Lease]: ...
+
+    def update_from_headers(
+        self, headers: Mapping[str, str], *, status: int | None = None
+    ) -> None: ...
+
+    def stats(self) -> dict[str, float | int]: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- headers ----------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:h|ms|m|s|us|µs|μs|ns))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|μs|ns)")
+_UNIT_SECONDS = {
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ns": 1e-9,
+}
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def parse_reset_duration(value: str | None) -> float | None:
+    """Seconds in an ``x-ratelimit-reset-*`` value, or ``None`` if it says nothing usable.
+
+    OpenAI writes Go durations: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1m30.5s"``,
+    ``"2h0m0s"``; a bare number is taken as seconds. ``"-1"``, negatives, empty and
+    unparseable values give ``None``.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    number = _number(text)
+    if number is not None:
+        return number if number >= 0 else None
+    if _DURATION.fullmatch(text) is None:
+        return None
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def _lowered(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """The headers with lower-case names (httpx and aiohttp headers already match any case)."""
+    if all(k == k.lower() for k in headers):
+        return headers
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds a response asks us to wait, from ``retry-after-ms`` or ``retry-after``.
+
+    ``retry-after`` may be seconds or an HTTP date (compared with ``now``, epoch seconds;
+    default ``time.time()``). A date in the past gives 0. Missing or unparseable: ``None``.
+    """
+    h = _lowered(headers)
+    ms = _number(h.get("retry-after-ms"))
+    if ms is not None and ms >= 0:
+        return ms / 1000.0
+    raw = h.get("retry-after")
+    if raw is None:
+        return None
+    seconds = _number(raw)
+    if seconds is not None:
+        return seconds if seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(raw.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+@dataclass(frozen=True)
+class RateLimitHeaders:
+    """The rate-limit facts in one response; ``None`` where a header is missing or ``-1``."""
+
+    limit_tokens: float | None = None
+    limit_requests: float | None = None
+    remaining_tokens: float | None = None
+    remaining_requests: float | None = None
+    reset_tokens: float | None = None
+    reset_requests: float | None = None
+    retry_after: float | None = None
+
+    @classmethod
+    def parse(cls, headers: Mapping[str, str], *, now: float | None = None) -> RateLimitHeaders:
+        """Read ``x-ratelimit-{limit,remaining,reset}-{tokens,requests}`` and retry-after."""
+        h = _lowered(headers)
+
+        def count(name: str) -> float | None:
+            number = _number(h.get(name))
+            return number if number is not None and number >= 0 else None
+
+        return cls(
+            limit_tokens=count("x-ratelimit-limit-tokens"),
+            limit_requests=count("x-ratelimit-limit-requests"),
+            remaining_tokens=count("x-ratelimit-remaining-tokens"),
+            remaining_requests=count("x-ratelimit-remaining-requests"),
+            reset_tokens=parse_reset_duration(h.get("x-ratelimit-reset-tokens")),
+            reset_requests=parse_reset_duration(h.get("x-ratelimit-reset-requests")),
+            retry_after=parse_retry_after(h, now=now),
+        )
+
+    def exhausted(self) -> tuple[bool, bool]:
+        """Which dimensions a 429 with these headers ran out of: (tokens, requests).
+
+        A remaining count of 0 names its dimension. Otherwise, when requests remain the
+        call needed more tokens than remained; with nothing known, both.
+        """
+        rt, rr = self.remaining_tokens, self.remaining_requests
+        tokens_out = rt is not None and rt <= 0
+        requests_out = rr is not None and rr <= 0
+        if tokens_out or requests_out:
+            return tokens_out, requests_out
+        if rr is not None:
+            return True, False
+        return True, True
+
+    def pause_seconds(self, *, tokens: bool) -> float:
+        """How long a 429 pauses the tokens (or requests) dimension."""
+        if self.retry_after is not None:
+            return self.retry_after
+        reset = self.reset_tokens if tokens else self.reset_requests
+        if reset is not None:
+            return min(reset, MAX_RESET_PAUSE_SECONDS)
+        return DEFAULT_PAUSE_SECONDS
+
+
+# --- the limiter ------------------------------------------------------------------------------
+
+
+class _Waiter:
+    __slots__ = ("enqueued", "future", "requests", "tokens")
+
+    def __init__(
+        self, tokens: float, requests: float, future: asyncio.Future[None], enqueued: float
+    ) -> None:
+        self.tokens = tokens
+        self.requests = requests
+        self.future = future
+        self.enqueued = enqueued
+
+
+class _Limit(AbstractAsyncContextManager[Lease]):
+    """``async with limiter.limit(...)``: wait and take on entry, reconcile on exit."""
+
+    __slots__ = ("_lease", "_limiter")
+
+    def __init__(self, limiter: Limiter, lease: Lease) -> None:
+        self._limiter = limiter
+        self._lease = lease
+
+    async def __aenter__(self) -> Lease:
+        await self._limiter._acquire(self._lease.tokens, self._lease.requests)
+        return self._lease
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._limiter._settle(self._lease, exc)
+
+
+class Limiter:
+    """A token- and request-aware limiter for one process (see the module docs for the rules).
+
+    :param tokens_per_minute: the token budget (the model's TPM).
+    :param requests_per_minute: the request budget (the model's RPM).
+    :param burst_seconds: how many seconds of budget may go out at once (default 1 s; at
+        most 60). Each bucket holds at least one request / one token.
+    :param clock: the clock to wait on (tests inject :class:`~llm_client.clock.ManualClock`).
+    """
+
+    def __init__(
+        self,
+        tokens_per_minute: float,
+        requests_per_minute: float,
+        *,
+        burst_seconds: float | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._configured_tpm = check_rate("tokens_per_minute", tokens_per_minute)
+        self._configured_rpm = check_rate("requests_per_minute", requests_per_minute)
+        self._tpm = self._configured_tpm
+        self._rpm = self._configured_rpm
+        self._burst_seconds = _burst(burst_seconds)
+        self._clock: Clock = clock if clock is not None else DEFAULT_CLOCK
+        self._tokens = TokenBucket(
+            bucket_capacity(self._tpm, self._burst_seconds), self._tpm / 60.0, clock=self._clock
+        )
+        self._requests = TokenBucket(
+            bucket_capacity(self._rpm, self._burst_seconds), self._rpm / 60.0, clock=self._clock
+        )
+        self._queue: deque[_Waiter] = deque()
+        self._live = 0
+        # With the real clock, timers go on the event loop; any other clock gets a task that
+        # sleeps on it, so a ManualClock drives the limiter in tests.
+        self._loop_timers = type(self._clock) is MonotonicClock
+        self._timer: asyncio.TimerHandle | asyncio.Task[None] | None = None
+        self._timer_at = math.inf
+        self._closed = False
+        self._in_flight = 0
+        self._admitted_tokens = 0.0
+        self._admitted_requests = 0.0
+        self._refunded_tokens = 0.0
+        self._refunded_requests = 0.0
+        self._charged_tokens = 0.0
+        self._total_wait = 0.0
+        self._queued_calls = 0
+        self._throttle_events = 0
+        self._header_syncs = 0
+        self._paused_until = -math.inf
+
+    def __repr__(self) -> str:
+        return (
+            f"Limiter(tokens_per_minute={self._tpm:g}, requests_per_minute={self._rpm:g}, "
+            f"burst_seconds={self._burst_seconds:g}, waiters={self._live})"
+        )
+
+    # -- configuration ---------------------------------------------------------------------
+
+    @property
+    def tokens_per_minute(self) -> float:
+        """The token budget in force (lowered if the server reports a lower limit)."""
+        return self._tpm
+
+    @property
+    def requests_per_minute(self) -> float:
+        """The request budget in force (lowered if the server reports a lower limit)."""
+        return self._rpm
+
+    @property
+    def burst_seconds(self) -> float:
+        return self._burst_seconds
+
+    @property
+    def token_bucket(self) -> TokenBucket:
+        return self._tokens
+
+    @property
+    def request_bucket(self) -> TokenBucket:
+        return self._requests
+
+    # -- acquiring ---------------------------------------------------------------------------
+
+    def limit(self, tokens: int, requests: int = 1) -> AbstractAsyncContextManager[Lease]:
+        """Wait until ``tokens`` and ``requests`` fit, take them, and reconcile on exit.
+
+        :raises InvalidRequestError: an amount is negative or not a number.
+        :raises RequestTooLargeError: (on entry) the call needs more than a minute's budget.
+        """
+        return _Limit(
+            self, Lease(check_amount("tokens", tokens), check_amount("requests", requests))
+        )
+
+    def _check_size(self, tokens: float, requests: float) -> None:
+        if tokens > self._tpm:
+            raise RequestTooLargeError(
+                f"the call needs {tokens:g} tokens but the limit is {self._tpm:g} tokens per "
+                "minute, so it can never run; shorten the input or max_tokens, or raise "
+                "tokens_per_minute"
+            )
+        if requests > self._rpm:
+            raise RequestTooLargeError(
+                f"the call needs {requests:g} requests but the limit is {self._rpm:g} "
+                "requests per minute, so it can never run"
+            )
+
+    async def _acquire(self, tokens: float, requests: float) -> None:
+        if self._closed:
+            raise RuntimeError("this rate limiter is closed")
+        self._check_size(tokens, requests)
+        now = self._clock.now()
+        if (
+            self._live == 0
+            and self._tokens.wait_time(tokens, now) == 0.0
+            and self._requests.wait_time(requests, now) == 0.0
+        ):
+            self._admit(tokens, requests)
+            return
+        waiter = _Waiter(tokens, requests, asyncio.get_running_loop().create_future(), now)
+        self._queue.append(waiter)
+        self._live += 1
+        self._queued_calls += 1
+        if self._live == 1:
+            self._dispatch()
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                # Admitted, but cancelled before it could run: give it all back.
+                self._give_back(tokens, requests)
+            else:
+                waiter.future.cancel()
+                self._live -= 1
+                self._dispatch()
+            raise
+
+    def _admit(self, tokens: float, requests: float) -> None:
+        self._tokens.take(tokens)
+        self._requests.take(requests)
+        self._admitted_tokens += tokens
+        self._admitted_requests += requests
+        self._in_flight += 1
+
+    def _give_back(self, tokens: float, requests: float) -> None:
+        self._in_flight -= 1
+        self._refunded_tokens += tokens
+        self._refunded_requests += requests
+        self._tokens.refund(tokens)
+        self._requests.refund(requests)
+        if self._live:
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Admit waiters from the head of the queue while they fit; then arm one timer."""
+        queue = self._queue
+        now = self._clock.now()
+        while queue:
+            head = queue[0]
+            if head.future.done():  # cancelled while waiting
+                queue.popleft()
+                continue
+            wait = max(
+                self._tokens.wait_time(head.tokens, now),
+                self._requests.wait_time(head.requests, now),
+            )
+            if wait > 0.0:
+                self._arm(now, wait)
+                return
+            queue.popleft()
+            self._live -= 1
+            self._admit(head.tokens, head.requests)
+            self._total_wait += now - head.enqueued
+            head.future.set_result(None)
+        self._disarm()
+
+    def _arm(self, now: float, wait: float) -> None:
+        at = now + wait
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return  # an earlier wake-up is due anyway; it will look again
+            self._disarm()
+        self._timer_at = at
+        if self._loop_timers:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._on_timer)
+        else:
+            self._timer = asyncio.get_running_loop().create_task(self._sleep_then_dispatch(wait))
+
+    def _disarm(self) -> None:
+        timer, self._timer = self._timer, None
+        self._timer_at = math.inf
+        if timer is not None:
+            timer.cancel()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        self._dispatch()
+
+    async def _sleep_then_dispatch(self, wait: float) -> None:
+        await self._clock.sleep(wait)
+        self._on_timer()
+
+    # -- releasing ---------------------------------------------------------------------------
+
+    def _settle(self, lease: Lease, exc: BaseException | None) -> None:
+        token_delta, request_delta = lease.settlement(exc)
+        self._in_flight -= 1
+        freed = False
+        if token_delta < 0:
+            self._refunded_tokens += -token_delta
+            freed = self._tokens.refund(-token_delta) > 0 or freed
+        elif token_delta > 0:
+            self._charged_tokens += token_delta
+            self._tokens.charge(token_delta)
+        if request_delta < 0:
+            self._refunded_requests += -request_delta
+            freed = self._requests.refund(-request_delta) > 0 or freed
+        if freed and self._live:
+            self._dispatch()
+
+    # -- learning from the server ------------------------------------------------------------
+
+    def update_from_headers(self, headers: Mapping[str, str], *, status: int | None = None) -> None:
+        """Learn from a response's ``x-ratelimit-*`` headers (and a 429's retry-after).
+
+        * ``limit-*`` lower than configured lowers the budget (never above the configured).
+        * ``remaining-*`` lower than the local level lowers the level (a re-sync).
+        * ``status=429`` pauses only the exhausted dimension for ``retry-after-ms`` /
+          ``retry-after`` (else that dimension's ``reset-*``, at most 60 s, else 1 s):
+          its level drops to ``-rate * pause``. Repeated 429s do not add up: the pause
+          is a floor on the debt, not an increment.
+        """
+        info = RateLimitHeaders.parse(headers)
+        changed = self._adopt_limits(info)
+        if info.remaining_tokens is not None:
+            self._tokens.lower_to(info.remaining_tokens)
+        if info.remaining_requests is not None:
+            self._requests.lower_to(info.remaining_requests)
+        if any(
+            v is not None
+            for v in (
+                info.limit_tokens,
+                info.limit_requests,
+                info.remaining_tokens,
+                info.remaining_requests,
+            )
+        ):
+            self._header_syncs += 1
+        if status == 429:
+            self._throttle_events += 1
+            tokens_out, requests_out = info.exhausted()
+            now = self._clock.now()
+            for out, bucket, is_tokens in (
+                (tokens_out, self._tokens, True),
+                (requests_out, self._requests, False),
+            ):
+                if out:
+                    pause = info.pause_seconds(tokens=is_tokens)
+                    bucket.lower_to(-bucket.rate * pause)
+                    self._paused_until = max(self._paused_until, now + pause)
+        if changed and self._live:
+            self._dispatch()
+
+    def _adopt_limits(self, info: RateLimitHeaders) -> bool:
+        changed = False
+        if info.limit_tokens is not None and info.limit_tokens > 0:
+            tpm = min(self._configured_tpm, info.limit_tokens)
+            if tpm != self._tpm:
+                self._tpm = tpm
+                self._tokens.reconfigure(bucket_capacity(tpm, self._burst_seconds), tpm / 60.0)
+                changed = True
+        if info.limit_requests is not None and info.limit_requests > 0:
+            rpm = min(self._configured_rpm, info.limit_requests)
+            if rpm != self._rpm:
+                self._rpm = rpm
+                self._requests.reconfigure(bucket_capacity(rpm, self._burst_seconds), rpm / 60.0)
+                changed = True
+        return changed
+
+    # -- observing -------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, float | int]:
+        """A snapshot: levels, capacities, waiters, waits, throttling and totals."""
+        now = self._clock.now()
+        return {
+            "level_tokens": self._tokens.level,
+            "level_requests": self._requests.level,
+            "capacity_tokens": self._tokens.capacity,
+            "capacity_requests": self._requests.capacity,
+            "tokens_per_minute": self._tpm,
+            "requests_per_minute": self._rpm,
+            "waiters": self._live,
+            "in_flight": self._in_flight,
+            "queued_calls": self._queued_calls,
+            "total_wait_seconds": self._total_wait,
+            "throttle_events": self._throttle_events,
+            "header_syncs": self._header_syncs,
+            "paused_seconds_left": max(0.0, self._paused_until - now),
+            "admitted_tokens": self._admitted_tokens,
+            "admitted_requests": self._admitted_requests,
+            "refunded_tokens": self._refunded_tokens,
+            "refunded_requests": self._refunded_requests,
+            "charged_tokens": self._charged_tokens,
+        }
+
+    async def aclose(self) -> None:
+        """Stop the timer and fail every waiter; the limiter accepts no more calls."""
+        self._closed = True
+        self._disarm()
+        while self._queue:
+            waiter = self._queue.popleft()
+            if not waiter.future.done():
+                waiter.future.set_exception(RuntimeError("this rate limiter was closed"))
+        self._live = 0

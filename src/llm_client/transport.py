@@ -1,0 +1,499 @@
+"""The terminal of every chain and the only module that imports ``openai``.
+
+It builds ``AsyncOpenAI(max_retries=0)`` (our :class:`~llm_client.middleware.retry.Retry` is
+the one retry layer), on the SDK's aiohttp HTTP client by default, passes what is left of the
+call's deadline as the per-request timeout, and turns every SDK failure into an
+:class:`~llm_client.exceptions.LLMClientError` with an HTTP-like ``status``.
+
+Non-streamed bodies are read as JSON and normalized here, without building the SDK's pydantic
+models (faster, and a malformed body becomes :class:`ResponseDecodeError` instead of escaping as
+a bare ``json.JSONDecodeError``). Streams are checked for completeness: a Chat stream must reach
+a ``finish_reason`` and a Responses stream its ``response.completed`` (or ``incomplete``) event,
+otherwise the stream ends in an ``error`` event — a truncated answer is never a success.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import sys
+import time
+from array import array
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import openai
+
+from .exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    LLMClientError,
+    ResponseDecodeError,
+    StreamInterruptedError,
+    error_for_status,
+)
+from .result import LLMResult
+from .streaming import LLMEvent
+from .tokens import count_text_tokens
+from .usage import Usage, parse_usage, price
+
+if TYPE_CHECKING:
+    from .pipeline import Call, Reply
+
+__all__ = ["Transport", "decode_embedding", "translate"]
+
+log = logging.getLogger("llm_client.transport")
+
+#: Headers kept on results for the rate limiter (never stored, never logged).
+_KEPT_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
+
+
+def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {
+        k.lower(): v
+        for k, v in headers.items()
+        if k.lower().startswith("x-ratelimit-") or k.lower() in _KEPT_HEADERS
+    }
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _error_message(body: object, fallback: str) -> str:
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping) and inner.get("message"):
+            return str(inner["message"])
+    return fallback
+
+
+def translate(exc: BaseException) -> LLMClientError:
+    """Map an SDK (or decode) exception to our hierarchy."""
+    if isinstance(exc, LLMClientError):
+        return exc
+    if isinstance(exc, openai.APIStatusError):
+        headers = exc.response.headers
+        err: LLMClientError = error_for_status(
+            exc.status_code,
+            _error_message(exc.body, exc.message),
+            retry_after=_retry_after(headers),
+        )
+        err.headers = _kept_headers(headers)
+        return err
+    if isinstance(exc, openai.APITimeoutError):
+        return APITimeoutError("the request to the API timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return APIConnectionError(f"could not reach the API: {cause!s}".rstrip(": "))
+    if isinstance(exc, json.JSONDecodeError):
+        return ResponseDecodeError(f"the API sent malformed JSON: {exc}")
+    if isinstance(exc, openai.APIResponseValidationError):
+        return ResponseDecodeError(f"the API sent an unexpected body: {exc.message}")
+    if isinstance(exc, openai.OpenAIError):
+        return APIConnectionError(f"{type(exc).__name__}: {exc}")
+    raise exc
+
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+# The SDK's own HTTP response class (openai >= 3 is built on httpx2), used as ``cast_to``.
+from httpx2 import Response as _HTTP_RESPONSE  # noqa: E402
+
+
+def _timeout_option(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {"timeout": options["timeout"]} if "timeout" in options else {}
+
+
+def decode_embedding(value: Any) -> list[float]:
+    """A base64 float32 (little-endian) vector, or a float list, as ``list[float]``."""
+    if isinstance(value, str):
+        floats = array("f")
+        floats.frombytes(base64.b64decode(value))
+        if not _LITTLE_ENDIAN:  # pragma: no cover - big-endian hosts
+            floats.byteswap()
+        return floats.tolist()
+    if isinstance(value, list):
+        return [float(x) for x in value]
+    raise ResponseDecodeError(f"embedding has an unexpected type {type(value).__name__}")
+
+
+class Transport:
+    """Sends a :class:`Call` to OpenAI through the official SDK.
+
+    :param sdk: a ready ``AsyncOpenAI``; if given, other options are ignored (make sure it was
+        built with ``max_retries=0``).
+    :param api_key, base_url, organization: passed to ``AsyncOpenAI`` (env vars otherwise).
+    :param http_client: an ``httpx``-compatible async client; default is the SDK's aiohttp
+        client (``openai.DefaultAioHttpClient``), which is about twice as fast.
+    """
+
+    def __init__(
+        self,
+        *,
+        sdk: openai.AsyncOpenAI | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        organization: str | None = None,
+        http_client: Any = None,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._owns_sdk = sdk is None
+        if sdk is None:
+            if http_client is None:
+                http_client = openai.DefaultAioHttpClient()
+            sdk = openai.AsyncOpenAI(
+                api_key=api_key,
+                base_url=base_url,
+                organization=organization,
+                max_retries=0,
+                http_client=http_client,
+                default_headers=dict(default_headers or {}),
+            )
+        self.sdk = sdk
+
+    async def aclose(self) -> None:
+        if self._owns_sdk:
+            await self.sdk.close()
+
+    # --- the terminal ------------------------------------------------------------------------
+
+    async def __call__(self, call: Call) -> Reply:
+        options: dict[str, Any] = {
+            "extra_headers": {"x-stainless-retry-count": str(call.context.get("attempt", 0))}
+        }
+        if call.deadline is not None:
+            remaining = call.deadline - time.monotonic()
+            options["timeout"] = max(0.001, remaining)
+        try:
+            if call.operation == "embeddings":
+                return await self._embeddings(call, options)
+            if call.stream:
+                if call.operation == "responses":
+                    return await self._responses_stream(call, options)
+                return await self._chat_stream(call, options)
+            if call.operation == "responses":
+                return await self._responses(call, options)
+            return await self._chat(call, options)
+        except LLMClientError:
+            raise
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            raise translate(exc) from exc
+
+    async def _post_json(
+        self, path: str, params: Mapping[str, Any], options: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """POST a JSON body through the SDK and read the raw JSON answer.
+
+        ``AsyncOpenAI.post(..., cast_to=<http response>)`` is the SDK's documented way to reach
+        an endpoint without its typed wrappers; it skips the per-request TypedDict transform
+        and pydantic parsing, which dominate the SDK's client-side cost. Our params are already
+        plain JSON.
+        """
+        post: Any = self.sdk.post  # RequestOptions is a private TypedDict of the SDK
+        raw = await post(
+            path,
+            body=dict(params),
+            cast_to=_HTTP_RESPONSE,
+            options={"headers": options["extra_headers"], **_timeout_option(options)},
+        )
+        headers = _kept_headers(raw.headers)
+        try:
+            body = json.loads(raw.content)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            err = ResponseDecodeError(f"the API sent malformed JSON: {exc}")
+            err.headers = headers
+            raise err from exc
+        if not isinstance(body, dict):
+            raise ResponseDecodeError("the API sent a JSON body that is not an object")
+        return body, headers
+
+    def _result(self, call: Call, **fields: Any) -> LLMResult:
+        return LLMResult(
+            params=call.params,
+            operation=call.operation,
+            model=str(call.params.get("model", call.profile.model_name)),
+            **fields,
+        )
+
+    async def _chat(self, call: Call, options: dict[str, Any]) -> LLMResult:
+        body, headers = await self._post_json("/chat/completions", call.params, options)
+        try:
+            choice = body["choices"][0]
+            message = choice.get("message") or {}
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ResponseDecodeError("the chat completion has no choices") from exc
+        tool_calls = tuple(
+            {
+                "id": tc.get("id"),
+                "name": (tc.get("function") or {}).get("name"),
+                "arguments": (tc.get("function") or {}).get("arguments", ""),
+            }
+            for tc in (message.get("tool_calls") or ())
+        )
+        return self._result(
+            call,
+            output=message.get("content"),
+            usage=parse_usage(body.get("usage"), call.profile),
+            tool_calls=tool_calls,
+            finish_reason=choice.get("finish_reason"),
+            response_id=body.get("id"),
+            headers=headers,
+        )
+
+    async def _responses(self, call: Call, options: dict[str, Any]) -> LLMResult:
+        body, headers = await self._post_json("/responses", call.params, options)
+        return self._responses_result(call, body, headers)
+
+    def _responses_result(
+        self, call: Call, body: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> LLMResult:
+        status = body.get("status")
+        usage = parse_usage(body.get("usage"), call.profile)
+        if status == "failed":
+            err_body = body.get("error") or {}
+            err = error_for_status(500, _error_message({"error": err_body}, "the response failed"))
+            err.usage = usage
+            raise err
+        texts: list[str] = []
+        tool_calls: list[dict[str, Any]] = []
+        for item in body.get("output") or ():
+            kind = item.get("type")
+            if kind == "message":
+                for part in item.get("content") or ():
+                    if part.get("type") == "output_text":
+                        texts.append(str(part.get("text", "")))
+            elif kind == "function_call":
+                tool_calls.append(
+                    {
+                        "id": item.get("call_id") or item.get("id"),
+                        "name": item.get("name"),
+                        "arguments": item.get("arguments", ""),
+                    }
+                )
+        finish = "tool_calls" if tool_calls else "stop"
+        if status == "incomplete":
+            reason = (body.get("incomplete_details") or {}).get("reason") or "unknown"
+            finish = "length" if reason == "max_output_tokens" else str(reason)
+        return self._result(
+            call,
+            output="".join(texts),
+            usage=usage,
+            tool_calls=tuple(tool_calls),
+            finish_reason=finish,
+            response_id=body.get("id"),
+            headers=headers,
+        )
+
+    async def _embeddings(self, call: Call, options: dict[str, Any]) -> LLMResult:
+        params = dict(call.params)
+        params.setdefault("encoding_format", "base64")
+        body, headers = await self._post_json("/embeddings", params, options)
+        data = sorted(body.get("data") or (), key=lambda d: d.get("index", 0))
+        vectors = [decode_embedding(d.get("embedding")) for d in data]
+        single = isinstance(call.params.get("input"), str)
+        if single and len(vectors) != 1:
+            raise ResponseDecodeError(f"expected one embedding, got {len(vectors)}")
+        return self._result(
+            call,
+            output=vectors[0] if single else vectors,
+            usage=parse_usage(body.get("usage"), call.profile),
+            finish_reason="stop",
+            headers=headers,
+        )
+
+    # --- streams -------------------------------------------------------------------------------
+
+    def _meta(self, call: Call) -> LLMEvent:
+        return LLMEvent(
+            "meta",
+            {
+                "model": str(call.params.get("model", call.profile.model_name)),
+                "operation": call.operation,
+                "cached": False,
+            },
+        )
+
+    def _estimated_usage(self, call: Call, text: str) -> Usage:
+        prompt = call.context.get("input_tokens")
+        out = count_text_tokens(text, call.profile.encoding)
+        usage = Usage(
+            input_tokens=prompt if isinstance(prompt, int) else 0,
+            output_tokens=out,
+            total_tokens=(prompt if isinstance(prompt, int) else 0) + out,
+        )
+        return price(usage, call.profile)
+
+    async def _chat_stream(self, call: Call, options: dict[str, Any]) -> AsyncIterator[LLMEvent]:
+        params = dict(call.params)
+        params["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
+        stream = await self.sdk.chat.completions.create(**params, stream=True, **options)
+        return self._chat_events(call, stream)
+
+    async def _chat_events(self, call: Call, stream: Any) -> AsyncIterator[LLMEvent]:
+        headers = _kept_headers(stream.response.headers)
+        yield self._meta(call)
+        texts: list[str] = []
+        tools: dict[int, dict[str, Any]] = {}
+        finish: str | None = None
+        usage: Usage | None = None
+        response_id: str | None = None
+        try:
+            async for chunk in stream:
+                response_id = response_id or chunk.id
+                if chunk.usage is not None:
+                    usage = parse_usage(chunk.usage, call.profile)
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta.content:
+                        texts.append(delta.content)
+                        yield LLMEvent("text_delta", {"text": delta.content})
+                    for tc in delta.tool_calls or ():
+                        slot = tools.setdefault(
+                            tc.index, {"id": None, "name": None, "arguments": ""}
+                        )
+                        fn = tc.function
+                        if tc.id:
+                            slot["id"] = tc.id
+                        if fn is not None and fn.name:
+                            slot["name"] = fn.name
+                        if fn is not None and fn.arguments:
+                            slot["arguments"] += fn.arguments
+                        yield LLMEvent(
+                            "tool_call_delta",
+                            {
+                                "index": tc.index,
+                                "id": tc.id,
+                                "name": fn.name if fn else None,
+                                "arguments": fn.arguments if fn else None,
+                            },
+                        )
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            err = translate(exc)
+            async for event in self._stream_failed(call, err, usage, texts, headers):
+                yield event
+            return
+        if finish is None:
+            err = StreamInterruptedError(
+                "the stream ended before the model finished (no finish_reason): the answer"
+                " is truncated"
+            )
+            async for event in self._stream_failed(call, err, usage, texts, headers):
+                yield event
+            return
+        if usage is None:
+            log.warning("stream finished without a usage chunk; usage is estimated")
+            usage = self._estimated_usage(call, "".join(texts))
+        yield LLMEvent("usage", usage.to_dict())
+        result = self._result(
+            call,
+            output="".join(texts),
+            usage=usage,
+            tool_calls=tuple(tools[i] for i in sorted(tools)),
+            finish_reason=finish,
+            response_id=response_id,
+            headers=headers,
+        )
+        yield LLMEvent("done", result.to_dict(), result)
+
+    async def _stream_failed(
+        self,
+        call: Call,
+        err: LLMClientError,
+        usage: Usage | None,
+        texts: list[str],
+        headers: Mapping[str, str],
+    ) -> AsyncIterator[LLMEvent]:
+        if usage is None and texts:
+            usage = self._estimated_usage(call, "".join(texts))
+        err.usage = usage
+        err.headers = dict(headers)
+        result = LLMResult.from_error(
+            err,
+            params=call.params,
+            operation=call.operation,
+            model=str(call.params.get("model", call.profile.model_name)),
+        ).replace(output="".join(texts) or None)
+        yield LLMEvent("error", {"status": result.status, "error": result.error}, result)
+
+    async def _responses_stream(
+        self, call: Call, options: dict[str, Any]
+    ) -> AsyncIterator[LLMEvent]:
+        stream = await self.sdk.responses.create(**call.params, stream=True, **options)
+        return self._responses_events(call, stream)
+
+    async def _responses_events(self, call: Call, stream: Any) -> AsyncIterator[LLMEvent]:
+        headers = _kept_headers(stream.response.headers)
+        yield self._meta(call)
+        texts: list[str] = []
+        final: Mapping[str, Any] | None = None
+        failure: LLMClientError | None = None
+        usage: Usage | None = None
+        try:
+            async for event in stream:
+                kind = getattr(event, "type", "")
+                if kind == "response.output_text.delta":
+                    texts.append(event.delta)
+                    yield LLMEvent("text_delta", {"text": event.delta})
+                elif kind == "response.function_call_arguments.delta":
+                    yield LLMEvent(
+                        "tool_call_delta",
+                        {
+                            "index": event.output_index,
+                            "id": event.item_id,
+                            "arguments": event.delta,
+                        },
+                    )
+                elif kind in ("response.completed", "response.incomplete"):
+                    final = event.response.model_dump(mode="json")
+                    break
+                elif kind == "response.failed":
+                    body = event.response.model_dump(mode="json")
+                    usage = parse_usage(body.get("usage"), call.profile)
+                    failure = error_for_status(
+                        500,
+                        _error_message({"error": body.get("error") or {}}, "the response failed"),
+                    )
+                    break
+                elif kind == "error":
+                    failure = error_for_status(
+                        500,
+                        f"the API reported an error in the stream: {getattr(event, 'message', '')}",
+                    )
+                    break
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            failure = translate(exc)
+        if failure is None and final is None:
+            failure = StreamInterruptedError(
+                "the stream ended before response.completed: the answer is truncated"
+            )
+        if failure is not None:
+            async for ev in self._stream_failed(call, failure, usage, texts, headers):
+                yield ev
+            return
+        assert final is not None
+        result = self._responses_result(call, final, headers)
+        if result.finish_reason not in ("stop", "tool_calls"):
+            log.info("response incomplete: %s", result.finish_reason)
+        yield LLMEvent("usage", result.usage.to_dict())
+        yield LLMEvent("done", result.to_dict(), result)

@@ -1,0 +1,80 @@
+"""Pipelines are data: edit them, reorder them, add your own middleware."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm_client import Call, ConfigurationError, GPT5Nano, OpenAIClient, Pipeline
+from llm_client.middleware import CostAccounting, Retry, Timeout, TokenCounting
+from llm_client.result import LLMResult
+from llm_client.testing import FakeOpenAI, expected_text
+
+
+class Redact:
+    """A user's 10-line middleware: scrub e-mail addresses before anything else sees them."""
+
+    async def __call__(self, call, next):
+        messages = [
+            {**m, "content": m["content"].replace("bob@example.com", "[email]")}
+            for m in call.params["messages"]
+        ]
+        return await next(call.replace(params={**call.params, "messages": messages}))
+
+
+@pytest.fixture
+async def server():
+    async with FakeOpenAI() as s:
+        yield s
+
+
+def test_default_order_and_editing():
+    p = Pipeline.default(GPT5Nano, cache_backend=None, rate_limit_backend=None)
+    assert p.names() == ["cost", "timeout", "tokens", "retry"]
+    p.insert_before("tokens", "redact", Redact())
+    p.insert_after("redact", "noop", Redact())
+    p.remove("noop")
+    p.replace("retry", Retry(1))
+    assert p.names() == ["cost", "timeout", "redact", "tokens", "retry"]
+    with pytest.raises(ConfigurationError, match="already has"):
+        p.append("cost", CostAccounting())
+    with pytest.raises(KeyError, match="no middleware named 'nope'"):
+        p.remove("nope")
+
+
+async def test_user_middleware_between_two_builtins(server):
+    p = Pipeline.default(GPT5Nano, cache_backend=None, rate_limit_backend=None)
+    p.insert_after("timeout", "redact", Redact())
+    client = OpenAIClient(GPT5Nano, pipeline=p, base_url=server.base_url, api_key="k")
+    msg = [{"role": "user", "content": "mail bob@example.com now"}]
+    r = await client.get_response(messages=msg)
+    await client.close()
+    sent = server.requests[0].json["messages"][0]["content"]
+    assert sent == "mail [email] now"
+    assert r["output"] == expected_text([{"role": "user", "content": "mail [email] now"}])
+
+
+async def test_pipeline_is_copied_at_construction(server):
+    p = Pipeline.default(GPT5Nano, cache_backend=None, rate_limit_backend=None)
+    client = OpenAIClient(GPT5Nano, pipeline=p, base_url=server.base_url, api_key="k")
+    p.insert_after("timeout", "redact", Redact())  # later edits do not reach the client
+    await client.get_response(messages=[{"role": "user", "content": "bob@example.com"}])
+    await client.close()
+    assert server.requests[0].json["messages"][0]["content"] == "bob@example.com"
+
+
+async def test_middleware_sees_replies_and_can_answer(server):
+    class Canned:
+        async def __call__(self, call: Call, next):
+            if call.params["messages"][-1]["content"] == "ping":
+                return LLMResult(params=call.params, output="pong", model="local")
+            return await next(call)
+
+    p = Pipeline([("cost", CostAccounting()), ("canned", Canned()), ("timeout", Timeout(5)),
+                  ("tokens", TokenCounting())])
+    client = OpenAIClient(GPT5Nano, pipeline=p, base_url=server.base_url, api_key="k")
+    r = await client.get_response(messages=[{"role": "user", "content": "ping"}])
+    r2 = await client.get_response(messages=[{"role": "user", "content": "other"}])
+    await client.close()
+    assert r["output"] == "pong" and server.count() == 1
+    assert r2["output"] == expected_text([{"role": "user", "content": "other"}])
+    assert client.stats()["totals"]["requests"] == 2
