@@ -90,12 +90,20 @@ async def main(args: argparse.Namespace) -> None:
             base_url=url, api_key=key, max_retries=0, http_client=openai.DefaultAioHttpClient()
         )
         ours = OpenAIClient(
-            GPT5Nano, base_url=url, api_key=key, cache_backend=None,
-            tokens_per_minute=10**12, requests_per_minute=10**9,
+            GPT5Nano,
+            base_url=url,
+            api_key=key,
+            cache_backend=None,
+            tokens_per_minute=10**12,
+            requests_per_minute=10**9,
         )
         cached = OpenAIClient(
-            GPT5Nano, base_url=url, api_key=key, cache_backend="memory",
-            tokens_per_minute=10**12, requests_per_minute=10**9,
+            GPT5Nano,
+            base_url=url,
+            api_key=key,
+            cache_backend="memory",
+            tokens_per_minute=10**12,
+            requests_per_minute=10**9,
         )
 
         async def raw_d(m: Prompt) -> Any:
@@ -132,8 +140,10 @@ async def main(args: argparse.Namespace) -> None:
                 results[name].append(await drive(fn, msgs, args.concurrency))
         best = {n: max(v) for n, v in results.items()}
 
-        print(f"{args.calls} chat calls, concurrency {args.concurrency}, best of {args.rounds}"
-              f" rounds, fake server in a subprocess\n")
+        print(
+            f"{args.calls} chat calls, concurrency {args.concurrency}, best of {args.rounds}"
+            f" rounds, fake server in a subprocess\n"
+        )
         for name, rate in best.items():
             rounds = ", ".join(f"{r:,.0f}" for r in results[name])
             print(f"  {name:28s} {rate:9,.0f} calls/s   (rounds: {rounds})")

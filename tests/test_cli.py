@@ -19,7 +19,10 @@ def test_demo_runs_offline_and_second_round_hits_the_cache(tmp_path, monkeypatch
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     proc = subprocess.run(
         [sys.executable, "-m", "llm_client.cli", "demo", "--cache-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     lines = [line.split() for line in proc.stdout.splitlines()]

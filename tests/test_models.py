@@ -34,7 +34,9 @@ def test_gpt5_family_prices_and_limits(profile, prices):
     c = profile.usage_costs
     assert (c.input, c.cached_input, c.output) == prices
     assert (profile.context_window, profile.max_input, profile.max_output) == (
-        400_000, 272_000, 128_000
+        400_000,
+        272_000,
+        128_000,
     )
 
 
@@ -76,9 +78,14 @@ def test_register_user_profile():
     with pytest.raises(ConfigurationError, match="already registered"):
         ModelProfile.register(
             ModelProfile(
-                key="my-ft", model_name="other", category="completions",
-                context_window=1, max_input=1, max_output=1,
-                rate_limits=RateLimits(1, 1), usage_costs=UsageCosts(0, 0, 0),
+                key="my-ft",
+                model_name="other",
+                category="completions",
+                context_window=1,
+                max_input=1,
+                max_output=1,
+                rate_limits=RateLimits(1, 1),
+                usage_costs=UsageCosts(0, 0, 0),
             )
         )
 

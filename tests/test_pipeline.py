@@ -69,8 +69,14 @@ async def test_middleware_sees_replies_and_can_answer(server):
                 return LLMResult(params=call.params, output="pong", model="local")
             return await next(call)
 
-    p = Pipeline([("cost", CostAccounting()), ("canned", Canned()), ("timeout", Timeout(5)),
-                  ("tokens", TokenCounting())])
+    p = Pipeline(
+        [
+            ("cost", CostAccounting()),
+            ("canned", Canned()),
+            ("timeout", Timeout(5)),
+            ("tokens", TokenCounting()),
+        ]
+    )
     client = OpenAIClient(GPT5Nano, pipeline=p, base_url=server.base_url, api_key="k")
     r = await client.get_response(messages=[{"role": "user", "content": "ping"}])
     r2 = await client.get_response(messages=[{"role": "user", "content": "other"}])
@@ -78,3 +84,35 @@ async def test_middleware_sees_replies_and_can_answer(server):
     assert r["output"] == "pong" and server.count() == 1
     assert r2["output"] == expected_text([{"role": "user", "content": "other"}])
     assert client.stats()["totals"]["requests"] == 2
+
+
+async def test_brief_literal_order_also_works(server):
+    """The design brief's order, taken literally: tokens, rate limiting, cache, retry,
+    timeout, cost, transport. It is a valid pipeline: calls, hits and retries all work."""
+    from llm_client.cache import MemoryCache
+    from llm_client.middleware.cache import CacheMiddleware
+    from llm_client.middleware.limit import RateLimit
+    from llm_client.rate_limit import Limiter
+
+    limiter = Limiter(1_000_000, 10_000)
+    p = Pipeline(
+        [
+            ("tokens", TokenCounting()),
+            ("limit", RateLimit(limiter)),
+            ("cache", CacheMiddleware(MemoryCache())),
+            ("retry", Retry(3, backoff=0.01)),
+            ("timeout", Timeout(10)),
+            ("cost", CostAccounting()),
+        ]
+    )
+    client = OpenAIClient(GPT5Nano, pipeline=p, base_url=server.base_url, api_key="k")
+    msg = [{"role": "user", "content": "literal order"}]
+    server.fail_next(status=500)
+    first = await client.get_response(messages=msg)
+    second = await client.get_response(messages=msg)
+    await client.close()
+    assert first["status"] == 200 and first["attempts"] == 2 and not first["cached"]
+    assert second["cached"] and second["output"] == first["output"]
+    assert server.count("chat") == 2  # one failure + one success; the hit never left
+    # In this order the hit still went through the limiter: it spent budget (2 requests).
+    assert limiter.stats()["admitted_requests"] == 2

@@ -27,8 +27,10 @@ def test_chat_usage_with_details():
 
 
 def test_responses_usage_and_missing_details():
-    u = parse_usage({"input_tokens": 10, "output_tokens": 5, "total_tokens": 15,
-                     "input_tokens_details": None}, GPT5Point2)
+    u = parse_usage(
+        {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15, "input_tokens_details": None},
+        GPT5Point2,
+    )
     assert u.cached_input_tokens == 0 and u.reasoning_tokens == 0
     assert u.total_cost == pytest.approx((10 * 1.75 + 5 * 14) / 1e6)
 

@@ -102,7 +102,7 @@ def _collect(
     pm: pluggy.PluginManager, hook_name: str, table: dict[str, Registration], kind: str
 ) -> None:
     hook = getattr(pm.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):  # registration order: built-ins first
+    for impl in hook.get_hookimpls():  # registration order: built-ins first
         plugin = _plugin_name(pm, impl)
 
         def register(

@@ -92,8 +92,9 @@ async def test_gives_up_with_attempts_and_usage_on_the_error():
     assert info.value.attempts == 2 and info.value.usage.total_tokens == 3
 
 
-@pytest.mark.parametrize("err", [BadRequestError("bad"), NotFoundError("nf"),
-                                 UnprocessableEntityError("u")])
+@pytest.mark.parametrize(
+    "err", [BadRequestError("bad"), NotFoundError("nf"), UnprocessableEntityError("u")]
+)
 async def test_client_errors_fail_at_once(err):
     next_, seen = flaky([err])
     with pytest.raises(type(err)):
