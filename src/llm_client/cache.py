@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import os
 import re
 import sqlite3
@@ -49,7 +50,10 @@ __all__ = [
     "CacheEntry",
     "SemanticCacheBackend",
     # key derivation
+    "BOOKKEEPING_PARAMS",
     "EXCLUDED_PARAMS",
+    "KEY_VERSION",
+    "TRANSPORT_PARAMS",
     "cache_identifier",
     "cache_key",
     "cache_scope",
@@ -453,15 +457,33 @@ _SECRET_NAMES = frozenset(
 )
 _SECRET_SUFFIXES = ("_api_key", "_apikey", "_secret", "_password", "_private_key")
 
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # OpenAI-style keys: sk-..., sk-proj-..., sk-svcacct-...
-    (re.compile(r"\bsk-[A-Za-z0-9][A-Za-z0-9_\-]{15,}"), REDACTED),
-    # HTTP credentials: "Bearer <token>", "Basic <base64>"
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), r"\1 " + REDACTED),
+_TOKEN = r"[A-Za-z0-9._~+/=\-]"
+
+
+def _authorization(match: re.Match[str]) -> str:
+    scheme = match.group(2)
+    return match.group(1) + (f"{scheme} " if scheme else "") + REDACTED
+
+
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+    # OpenAI-style keys: sk-..., sk-proj-..., sk-svcacct-... (long, with digits)
+    (re.compile(r"\bsk-(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{16,}"), REDACTED),
+    # an Authorization header written out: "Authorization: Bearer xyz", "authorization=..."
+    (
+        re.compile(
+            r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?)(?:(bearer|basic|token)\s+)?[^\s\"',;]+"
+        ),
+        _authorization,
+    ),
+    # a bare bearer token (long, with digits, so ordinary prose is left alone)
+    (re.compile(r"\bBearer\s+(?=" + _TOKEN + r"*\d)" + _TOKEN + r"{16,}"), "Bearer " + REDACTED),
     # passwords in URLs / DSNs: scheme://user:password@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]*):[^\s/@]+@"), r"\1:" + REDACTED + "@"),
 )
-_SECRET_ENV = re.compile(r"(?i)(KEY|SECRET|TOKEN|PASSWORD|PASSWD)$")
+_SECRET_ENV = re.compile(
+    r"(?i)(API_?KEY|SECRET|SECRET_KEY|ACCESS_KEY|PRIVATE_KEY|AUTH_KEY|TOKEN|PASSWORD|PASSWD)$"
+)
+_MIN_ENV_SECRET = 12
 
 
 def is_secret_name(name: str) -> bool:
@@ -478,8 +500,10 @@ def _env_secrets() -> list[str]:
 
 def redact_text(text: str, *, known: list[str] | None = None) -> str:
     """``text`` with secret-looking substrings replaced by :data:`REDACTED`: OpenAI-style keys,
-    ``Bearer``/``Basic`` credentials, URL passwords, and the values of environment variables
-    whose names end in KEY, SECRET, TOKEN or PASSWORD."""
+    written-out ``Authorization`` headers, bearer tokens, URL passwords, and the values of
+    environment variables named like credentials (``*_API_KEY``, ``*_SECRET``, ``*_TOKEN``,
+    ``*_PASSWORD`` ...). The patterns ask for long, digit-bearing tokens so that ordinary prose
+    ("basic idea", "sk-learn") stays as it was."""
     for secret in _env_secrets() if known is None else known:
         if secret in text:
             text = text.replace(secret, REDACTED)
@@ -580,7 +604,8 @@ class MemoryCache:
 
     Entries are kept serialized, so a caller mutating a returned value never changes the
     cache, and a value that is not JSON fails at ``put`` exactly as with the other backends.
-    ``search`` is a brute-force cosine scan within one scope: fine for tests and small caches.
+    ``search`` is a brute-force cosine scan over the entries of one scope: fine for tests and
+    small caches, not for millions of vectors.
 
     :param max_entries: evict the least recently used entry beyond this many (``None``: no
         limit).
@@ -608,18 +633,29 @@ class MemoryCache:
         self.collection = collection
         self._clock = clock
         self._items: OrderedDict[str, _MemoryItem] = OrderedDict()
+        self._by_scope: dict[str, set[str]] = {}  # keys that have a vector, per scope
         self._counters = _Counters()
         self._evictions = 0
 
     def __repr__(self) -> str:
         return f"MemoryCache(entries={len(self._items)}, max_entries={self.max_entries})"
 
+    def _drop(self, key: str) -> _MemoryItem | None:
+        item = self._items.pop(key, None)
+        if item is not None and item.vector is not None:
+            keys = self._by_scope.get(item.scope)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_scope[item.scope]
+        return item
+
     def _live(self, key: str) -> _MemoryItem | None:
         item = self._items.get(key)
         if item is None:
             return None
         if item.expires_at is not None and item.expires_at <= self._clock():
-            del self._items[key]
+            self._drop(key)
             return None
         return item
 
@@ -637,10 +673,12 @@ class MemoryCache:
             scope=entry.scope,
             vector=_unit(vector) if vector is not None else None,
         )
+        self._drop(entry.key)
         self._items[entry.key] = item
-        self._items.move_to_end(entry.key)
+        if item.vector is not None:
+            self._by_scope.setdefault(item.scope, set()).add(entry.key)
         while self.max_entries is not None and len(self._items) > self.max_entries:
-            self._items.popitem(last=False)
+            self._drop(next(iter(self._items)))
             self._evictions += 1
 
     async def put(self, entry: CacheEntry, *, ttl: float | None = None) -> None:
@@ -659,12 +697,14 @@ class MemoryCache:
             return None
         best: tuple[str, float] | None = None
         now = self._clock()
-        for key, item in self._items.items():
-            if item.scope != scope or item.vector is None or len(item.vector) != len(query):
+        for key in list(self._by_scope.get(scope, ())):
+            item = self._items[key]
+            if item.vector is None or len(item.vector) != len(query):
                 continue
             if item.expires_at is not None and item.expires_at <= now:
+                self._drop(key)
                 continue
-            similarity = math.fsum(a * b for a, b in zip(query, item.vector, strict=True))
+            similarity = sum(map(operator.mul, query, item.vector))
             if similarity >= threshold and (best is None or similarity > best[1]):
                 best = (key, similarity)
         if best is None:
@@ -673,11 +713,12 @@ class MemoryCache:
         return CacheEntry.from_json(self._items[best[0]].data), min(1.0, best[1])
 
     async def delete(self, key: str) -> bool:
-        return self._items.pop(key, None) is not None
+        return self._drop(key) is not None
 
     async def clear(self) -> int:
         count = len(self._items)
         self._items.clear()
+        self._by_scope.clear()
         return count
 
     async def stats(self) -> dict[str, Any]:
@@ -705,7 +746,7 @@ class MemoryCache:
             k for k, i in self._items.items() if i.expires_at is not None and i.expires_at <= now
         ]
         for key in dead:
-            del self._items[key]
+            self._drop(key)
         return len(dead)
 
     async def warm(self) -> None:

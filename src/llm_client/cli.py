@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
+from .cache_cli import add_cache_parser, run_cache_command
+
 __all__ = ["main"]
 
 DEMO_CHAT = [
@@ -175,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--cache", default="sqlite", help="cache backend (default: sqlite)")
     demo.add_argument("--cache-dir", default=None, help="cache folder (default: a temp dir)")
     sub.add_parser("models", help="list model profiles with prices and limits")
+    add_cache_parser(sub)
     return parser
 
 
@@ -184,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_demo(args))
     if args.command == "models":
         return _models()
+    if args.command == "cache":
+        return asyncio.run(run_cache_command(args))
     return 2  # pragma: no cover - argparse enforces the choices
 
 

@@ -232,11 +232,14 @@ async def test_regen_deletes_first_then_stores() -> None:
     mw = CacheMiddleware(backend)
     key = cache_key(make_call())
     await backend.put(CacheEntry(key=key, value=_stored("old")))
-    regen = asyncio.create_task(run(mw, make_call(regen_cache=True), Stub(delay=0.05)))
+    stub = Stub(delay=0.05)
+    regen = asyncio.create_task(run(mw, make_call(regen_cache=True), stub))
     await asyncio.sleep(0.01)
     assert await backend.get(key) is None
+    waiter = await run(mw, make_call(), stub)  # arrives during the regen: shares its answer
     result = await regen
-    assert not result.cached
+    assert not result.cached and len(stub.calls) == 1
+    assert waiter.cached and waiter.output == answer_for(make_call())
     entry = await backend.get(key)
     assert entry is not None and entry.value["output"] == answer_for(make_call())
 
@@ -400,6 +403,25 @@ async def test_waiter_that_stores_when_the_leader_did_not() -> None:
     await leader
     assert follower.cached and len(stub.calls) == 1
     assert (await backend.stats())["entries"] == 1
+
+
+async def test_a_stored_failure_is_not_shared_with_waiters_that_did_not_ask() -> None:
+    backend = MemoryCache()
+    mw = CacheMiddleware(backend)
+    await backend.put(CacheEntry(key=cache_key(make_call()), value=_stored("x", status=400)))
+    original_get = backend.get
+
+    async def slow_get(key: str) -> CacheEntry | None:
+        await asyncio.sleep(0.02)
+        return await original_get(key)
+
+    backend.get = slow_get  # type: ignore[method-assign]
+    stub = Stub()
+    leader = asyncio.create_task(run(mw, make_call(cache_errors=True), stub))
+    await asyncio.sleep(0.005)
+    follower = await run(mw, make_call(), stub)
+    assert (await leader).status == 400
+    assert follower.ok and not follower.cached and len(stub.calls) == 1
 
 
 # --- degradation ---------------------------------------------------------------------------------

@@ -146,9 +146,7 @@ class CacheMiddleware:
         self.embed = embed
         self.backend_timeout = backend_timeout
         native = getattr(backend, "collection", None)
-        self._prefix = (
-            None if self.collection is None or native == self.collection else (self.collection)
-        )
+        self._prefix = None if native == self.collection else self.collection
         self._semantic = (
             semantic_threshold is not None
             and embed is not None
@@ -162,6 +160,7 @@ class CacheMiddleware:
         self._inflight: dict[str, asyncio.Future[_Shared | None]] = {}
         self._backend_down = False
         self._embed_down = False
+        self._warned_unkeyable = False
         self._counts: dict[str, int] = dict.fromkeys(
             (
                 "hits",
@@ -190,17 +189,22 @@ class CacheMiddleware:
         try:
             identifier = cache_identifier(call)
         except TypeError as exc:  # a parameter with no deterministic JSON form
-            log.warning("not caching this call: %s", exc)
+            level = logging.DEBUG if self._warned_unkeyable else logging.WARNING
+            self._warned_unkeyable = True
+            log.log(level, "not caching a call: %s", exc)
             identifier = None
         if identifier is None:
             self._counts["bypassed"] += 1
             return await next(call)
         ctx = _Ctx(call, identifier, namespaced_key(identifier, self._prefix))
         options = call.cache
-        if options.rewrite_cache or options.regen_cache:
-            if options.regen_cache:
-                await self._backend_op("delete", self.backend.delete(ctx.key))
+        if options.rewrite_cache:  # no read, and nobody waits: the old entry stays readable
             return await self._fetch(ctx, next)
+        if options.regen_cache:
+            await self._backend_op("delete", self.backend.delete(ctx.key))
+            if call.stream or ctx.key in self._inflight:
+                return await self._fetch(ctx, next)
+            return await self._lead(ctx, next, read=False)
 
         flight = self._inflight.get(ctx.key)
         if flight is not None:
@@ -211,12 +215,15 @@ class CacheMiddleware:
             return await self._lookup_then_fetch(ctx, next)  # the leader failed: go alone
         if call.stream:  # a stream never leads: its answer exists only if someone drains it
             return await self._lookup_then_fetch(ctx, next)
+        return await self._lead(ctx, next, read=True)
 
+    async def _lead(self, ctx: _Ctx, next: Next, *, read: bool) -> Reply:
+        """Answer ``ctx`` while identical calls wait for the outcome (single-flight)."""
         future: asyncio.Future[_Shared | None] = asyncio.get_running_loop().create_future()
         self._inflight[ctx.key] = future
         shared = None
         try:
-            shared = await self._lookup(ctx)
+            shared = await self._lookup(ctx) if read else None
             if shared is not None:
                 return await self._deliver(ctx, shared, coalesced=False)
             reply = await self._fetch(ctx, next)
@@ -224,8 +231,8 @@ class CacheMiddleware:
                 shared = _Shared(reply, None, self._storable(ctx, reply))
             return reply
         finally:
-            if not future.done():
-                future.set_result(shared)
+            if not future.done():  # waiters get an answer only if it is a success
+                future.set_result(shared if shared is not None and shared.result.ok else None)
             if self._inflight.get(ctx.key) is future:
                 del self._inflight[ctx.key]
 
