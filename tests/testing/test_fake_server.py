@@ -107,8 +107,8 @@ async def test_chat_plain_answer_usage_and_headers(client: AsyncOpenAI) -> None:
     assert usage.completion_tokens_details is not None
     assert usage.completion_tokens_details.reasoning_tokens == 0
     headers = raw.headers
-    assert headers["x-ratelimit-limit-requests"] == "10000"
-    assert headers["x-ratelimit-remaining-tokens"] == "49999000"
+    assert headers["x-ratelimit-limit-requests"] == "1000000"
+    assert headers["x-ratelimit-remaining-tokens"] == "9999999000"
     assert headers["x-ratelimit-reset-requests"] == "6ms"
     assert headers["x-request-id"].startswith("req_")
     assert raw.request_id == headers["x-request-id"]

@@ -66,10 +66,10 @@ ENDPOINTS: frozenset[str] = frozenset({"chat", "responses", "embeddings", "model
 
 #: Rate-limit headers sent with every response unless changed by ``set_rate_limit_headers``.
 DEFAULT_RATE_LIMIT_HEADERS: Mapping[str, str] = {
-    "x-ratelimit-limit-requests": "10000",
-    "x-ratelimit-limit-tokens": "50000000",
-    "x-ratelimit-remaining-requests": "9999",
-    "x-ratelimit-remaining-tokens": "49999000",
+    "x-ratelimit-limit-requests": "1000000",
+    "x-ratelimit-limit-tokens": "10000000000",
+    "x-ratelimit-remaining-requests": "999999",
+    "x-ratelimit-remaining-tokens": "9999999000",
     "x-ratelimit-reset-requests": "6ms",
     "x-ratelimit-reset-tokens": "1ms",
 }

@@ -1,0 +1,126 @@
+"""The Redis side of ``pg_redis``: a hot copy of recent entries, each with a TTL."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from ._health import ServiceDown, ServiceHealth
+
+__all__ = ["RedisMirror"]
+
+T = TypeVar("T")
+
+_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+
+class RedisMirror:
+    """Keys ``<prefix><collection>:<cache key>`` holding the entry JSON, with an expiry.
+
+    The client is created on first use; redis-py reconnects a dropped connection by itself,
+    and one immediate retry covers a connection that died while idle (a Redis restart).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str,
+        health: ServiceHealth,
+        connect_timeout: float,
+        command_timeout: float,
+    ) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.health = health
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._client: aioredis.Redis | None = None
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = aioredis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=self._connect_timeout,
+                socket_timeout=self._command_timeout,
+                retry=Retry(NoBackoff(), 1),
+                health_check_interval=0,
+            )
+        return self._client
+
+    def key(self, key: str) -> str:
+        return self.namespace + key
+
+    async def _call(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        if not self.health.should_try():
+            raise ServiceDown(self.health)
+        try:
+            result = await op(self._redis())
+        except _FAILURES as exc:
+            self.health.failed(exc)
+            raise ServiceDown(self.health) from exc
+        self.health.succeeded()
+        return result
+
+    async def get(self, key: str) -> bytes | None:
+        async def op(r: aioredis.Redis) -> Any:
+            return await r.get(self.key(key))
+
+        value = await self._call(op)
+        return None if value is None else bytes(value)
+
+    async def set(self, key: str, data: bytes, ttl: float | None) -> None:
+        """Store ``data``; ``ttl`` in seconds (``None``: no expiry, ``<= 0``: remove)."""
+        full = self.key(key)
+
+        async def op(r: aioredis.Redis) -> Any:
+            if ttl is None:
+                return await r.set(full, data)
+            if ttl <= 0:
+                return await r.delete(full)
+            return await r.set(full, data, px=max(1, math.ceil(ttl * 1000)))
+
+        await self._call(op)
+
+    async def delete(self, key: str) -> bool:
+        async def op(r: aioredis.Redis) -> Any:
+            return await r.delete(self.key(key))
+
+        return bool(await self._call(op))
+
+    async def _scan_delete(self, r: aioredis.Redis) -> int:
+        removed = 0
+        batch: list[Any] = []
+        pattern = _GLOB.sub(r"\\\1", self.namespace) + "*"
+        async for name in r.scan_iter(match=pattern, count=500):
+            batch.append(name)
+            if len(batch) >= 500:
+                removed += int(await r.unlink(*batch))
+                batch.clear()
+        if batch:
+            removed += int(await r.unlink(*batch))
+        return removed
+
+    async def clear(self) -> int:
+        """Remove every key of this namespace; returns how many were removed."""
+        return await self._call(self._scan_delete)
+
+    async def ping(self) -> None:
+        async def op(r: aioredis.Redis) -> Any:
+            return await r.ping()
+
+        await self._call(op)
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()

@@ -1,0 +1,487 @@
+"""``pg_redis`` and ``postgres``: PostgreSQL holds the durable copy, Redis an optional hot mirror.
+
+Reads go Redis -> PostgreSQL -> miss; a PostgreSQL hit is copied back into Redis. Writes go to
+both. When one service is down the other carries on alone (logged once per outage); only
+when neither answers does a call raise :class:`CacheUnavailableError`, which the cache
+middleware treats as "no cache this time".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import zlib
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+from llm_client.cache import CacheEntry
+from llm_client.clock import Clock, MonotonicClock
+from llm_client.exceptions import ConfigurationError, LLMClientError
+
+from ._codec import decode, encode, resolve_codec
+from ._health import ServiceDown, ServiceHealth
+from ._redis_mirror import RedisMirror
+from ._store import PostgresStore, validate_table_name
+
+__all__ = [
+    "DEFAULT_COLLECTION",
+    "CacheUnavailableError",
+    "PostgresCache",
+    "validate_table_name",
+]
+
+logger = logging.getLogger("llm_client_postgres")
+
+DEFAULT_COLLECTION = "llm_cache"
+DEFAULT_REDIS_TTL = 3600.0
+DEFAULT_REDIS_PREFIX = "llm_client:"
+
+
+class CacheUnavailableError(LLMClientError):
+    """No storage service of the backend answered; the call goes on without the cache."""
+
+    default_status = 503
+
+
+def _resolve(value: Any, env: str, argument: str, backend: str) -> str:
+    """Explicit argument > environment variable > :class:`ConfigurationError`."""
+    if value:
+        return str(value)
+    from_env = os.environ.get(env, "").strip()
+    if from_env:
+        return from_env
+    raise ConfigurationError(
+        f"the {backend!r} cache backend needs a connection string: pass {argument}=..."
+        f" or set the {env} environment variable"
+    )
+
+
+def _positive(value: Any, name: str, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name}={value!r} is not a number of seconds") from None
+    if number <= 0:
+        raise ConfigurationError(f"{name}={value!r} must be positive")
+    return number
+
+
+def _coerce(options: dict[str, Any], types: dict[str, type]) -> dict[str, Any]:
+    """Options given as text (``llm-client cache -o name=value``) turned into numbers/flags."""
+    out = dict(options)
+    for name, kind in types.items():
+        value = out.get(name)
+        if value is None or type(value) is kind:
+            continue
+        try:
+            if kind is bool:
+                out[name] = str(value).strip().lower() in ("1", "true", "yes", "on")
+            else:
+                out[name] = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{name}={value!r} is not a valid {kind.__name__}") from None
+    return out
+
+
+class PostgresCache:
+    """A :class:`~llm_client.cache.CacheBackend` on PostgreSQL, optionally mirrored in Redis.
+
+    :param pg_dsn: PostgreSQL DSN; falls back to ``$PG_DSN``.
+    :param redis_url: Redis URL of the hot mirror; with ``mirror=True`` it falls back to
+        ``$REDIS_URL``. With ``mirror=False`` there is no Redis at all (backend ``postgres``).
+    :param cache_collection: table name (validated, then quoted) and Redis key namespace.
+    :param redis_ttl_seconds: how long a mirrored entry lives in Redis (``None``: as long as
+        the entry itself).
+    :param ttl: default entry lifetime in seconds when ``put`` gets none (``None``: forever).
+    :param compression: ``None``, ``"zlib"`` or ``"zstd"`` for new PostgreSQL rows. Each row
+        records its codec, so rows written under another setting stay readable.
+    :param compression_min_bytes: rows smaller than this are stored uncompressed.
+    :param redis_prefix: prefix of every Redis key (before the collection name).
+    :param pg_pool_min_size: / ``pg_pool_max_size``: asyncpg pool bounds.
+    :param connect_timeout: seconds to open a connection; ``command_timeout`` per statement.
+    :param reconnect_interval: while a service is down, try it again at most this often.
+    :param purge_interval: expired rows are deleted in bulk at most this often (on ``put``
+        and ``warm``); an expired row read before that is deleted on the spot.
+    :param pg_application_name: ``application_name`` of the pool's sessions (shows in
+        ``pg_stat_activity``).
+    :param pg_synchronous_commit: the sessions' ``synchronous_commit``. ``"off"`` (default)
+        lets a write return before its WAL is flushed: a server crash may lose the last
+        fraction of a second of cache writes (never corrupt anything), and a write costs a
+        round trip instead of a disk flush. Use ``"on"`` to wait for the flush.
+    :param clock: monotonic clock for the reconnect and purge intervals.
+    """
+
+    def __init__(
+        self,
+        pg_dsn: str | None = None,
+        *,
+        redis_url: str | None = None,
+        mirror: bool = True,
+        cache_collection: str | None = None,
+        redis_ttl_seconds: float | None = DEFAULT_REDIS_TTL,
+        ttl: float | None = None,
+        compression: str | None = None,
+        compression_min_bytes: int = 512,
+        redis_prefix: str = DEFAULT_REDIS_PREFIX,
+        pg_pool_min_size: int = 0,
+        pg_pool_max_size: int = 10,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+        reconnect_interval: float = 1.0,
+        purge_interval: float = 300.0,
+        pg_application_name: str = "llm-client-cache",
+        pg_synchronous_commit: str = "off",
+        clock: Clock | None = None,
+    ) -> None:
+        self.name = "pg_redis" if mirror else "postgres"
+        self.collection = validate_table_name(
+            DEFAULT_COLLECTION if cache_collection is None else cache_collection
+        )
+        self.codec = resolve_codec(compression)
+        self.compression_min_bytes = int(compression_min_bytes)
+        self.ttl = _positive(ttl, "ttl", allow_none=True)
+        self.redis_ttl = _positive(redis_ttl_seconds, "redis_ttl_seconds", allow_none=True)
+        self.purge_interval = float(purge_interval)
+        if pg_pool_max_size < 1 or pg_pool_min_size < 0 or pg_pool_min_size > pg_pool_max_size:
+            raise ConfigurationError(
+                f"invalid pool bounds pg_pool_min_size={pg_pool_min_size},"
+                f" pg_pool_max_size={pg_pool_max_size}"
+            )
+        self._clock: Clock = clock or MonotonicClock()
+        dsn = _resolve(pg_dsn, "PG_DSN", "pg_dsn", self.name)
+        self._store = PostgresStore(
+            dsn,
+            self.collection,
+            health=ServiceHealth(
+                "PostgreSQL",
+                dsn,
+                logger=logger,
+                reconnect_interval=reconnect_interval,
+                clock=self._clock,
+            ),
+            pool_min_size=pg_pool_min_size,
+            pool_max_size=pg_pool_max_size,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+            application_name=pg_application_name,
+            synchronous_commit=pg_synchronous_commit,
+        )
+        self._mirror: RedisMirror | None = None
+        if mirror:
+            url = _resolve(redis_url, "REDIS_URL", "redis_url", self.name)
+            self._mirror = RedisMirror(
+                url,
+                namespace=f"{redis_prefix}{self.collection}:",
+                health=ServiceHealth(
+                    "Redis",
+                    url,
+                    logger=logger,
+                    reconnect_interval=reconnect_interval,
+                    clock=self._clock,
+                ),
+                connect_timeout=connect_timeout,
+                command_timeout=command_timeout,
+            )
+        self._last_purge = self._clock.now()
+        self._counters: dict[str, int] = dict.fromkeys(
+            ("hits", "misses", "redis_hits", "postgres_hits", "puts", "deletes", "errors"), 0
+        )
+
+    # -- construction from client options ----------------------------------------------------
+
+    _OPTIONS = (
+        "cache_collection",
+        "redis_ttl_seconds",
+        "ttl",
+        "compression",
+        "compression_min_bytes",
+        "redis_prefix",
+        "pg_pool_min_size",
+        "pg_pool_max_size",
+        "connect_timeout",
+        "command_timeout",
+        "reconnect_interval",
+        "purge_interval",
+        "pg_application_name",
+        "pg_synchronous_commit",
+        "clock",
+    )
+    #: Options for which an explicit ``None`` means "off" rather than "use the default".
+    _NONE_MEANS_OFF = ("ttl", "redis_ttl_seconds", "compression")
+
+    @classmethod
+    def from_options(cls, *, mirror: bool, **options: Any) -> PostgresCache:
+        """Build from a client's cache options, ignoring the ones this backend does not use.
+
+        ``cache_ttl`` (the client's name) is accepted for ``ttl``.
+        """
+        if options.get("ttl") is None and options.get("cache_ttl") is not None:
+            options["ttl"] = options["cache_ttl"]
+        kwargs = {
+            k: options[k]
+            for k in cls._OPTIONS
+            if k in options and (options[k] is not None or k in cls._NONE_MEANS_OFF)
+        }
+        kwargs = _coerce(
+            kwargs,
+            {
+                "redis_ttl_seconds": float,
+                "ttl": float,
+                "compression_min_bytes": int,
+                "pg_pool_min_size": int,
+                "pg_pool_max_size": int,
+                "connect_timeout": float,
+                "command_timeout": float,
+                "reconnect_interval": float,
+                "purge_interval": float,
+            },
+        )
+        return cls(
+            options.get("pg_dsn"),
+            redis_url=options.get("redis_url") if mirror else None,
+            mirror=mirror,
+            **kwargs,
+        )
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @property
+    def table(self) -> str:
+        """The PostgreSQL table this backend reads and writes."""
+        return self._store.table
+
+    def _decode_row(self, key: str, data: bytes, codec: str) -> tuple[CacheEntry, bytes] | None:
+        """The entry of a row and its JSON bytes, or ``None`` (logged) if it is unreadable."""
+        try:
+            raw = decode(data, codec)
+            return CacheEntry.from_json(raw), raw
+        except (ValueError, KeyError, TypeError, zlib.error) as exc:
+            self._counters["errors"] += 1
+            logger.warning("unreadable cache row %r in table %s: %s", key, self.table, exc)
+            return None
+
+    def _mirror_ttl(self, remaining: float | None) -> float | None:
+        if remaining is None:
+            return self.redis_ttl
+        if self.redis_ttl is None:
+            return remaining
+        return min(remaining, self.redis_ttl)
+
+    def _unavailable(self, what: str, exc: BaseException) -> CacheUnavailableError:
+        self._counters["errors"] += 1
+        services = "PostgreSQL and Redis are" if self._mirror is not None else "PostgreSQL is"
+        error = CacheUnavailableError(f"cannot {what}: {services} unavailable")
+        error.__cause__ = exc
+        return error
+
+    # -- CacheBackend ---------------------------------------------------------------------------
+
+    async def get(self, key: str) -> CacheEntry | None:
+        redis_down: ServiceDown | None = None
+        if self._mirror is not None:
+            try:
+                raw = await self._mirror.get(key)
+            except ServiceDown as exc:
+                redis_down = exc
+            else:
+                if raw is not None:
+                    try:
+                        entry = CacheEntry.from_json(raw)
+                    except (ValueError, KeyError, TypeError):
+                        pass  # a foreign or damaged value: let PostgreSQL answer
+                    else:
+                        self._counters["hits"] += 1
+                        self._counters["redis_hits"] += 1
+                        return entry
+        try:
+            row = await self._store.get(key)
+        except ServiceDown as exc:
+            if self._mirror is None or redis_down is not None:
+                raise self._unavailable("read the cache", exc) from exc
+            self._counters["misses"] += 1  # Redis answered "not here"; that will do
+            return None
+        decoded = None if row is None else self._decode_row(key, row.data, row.codec)
+        if row is None or decoded is None:
+            self._counters["misses"] += 1
+            return None
+        entry, raw = decoded
+        self._counters["hits"] += 1
+        self._counters["postgres_hits"] += 1
+        if self._mirror is not None and redis_down is None:
+            with contextlib.suppress(ServiceDown):  # logged by the tracker; the hit stands
+                await self._mirror.set(key, raw, self._mirror_ttl(row.remaining))
+        return entry
+
+    async def put(self, entry: CacheEntry, *, ttl: float | None = None) -> None:
+        effective = self.ttl if ttl is None else ttl
+        if effective is not None and effective <= 0:
+            await self.delete(entry.key)
+            return
+        raw = entry.to_json()
+        stored, codec = encode(raw, self.codec, self.compression_min_bytes)
+        write_pg = self._store.put(
+            entry.key,
+            stored,
+            codec,
+            model=entry.model,
+            operation=entry.operation,
+            scope=entry.scope,
+            created_at=entry.created_at,
+            ttl=effective,
+        )
+        if self._mirror is None:
+            try:
+                await write_pg
+            except ServiceDown as exc:
+                raise self._unavailable("store the entry", exc) from exc
+            pg_down = False
+        else:
+            # Both writes at once: a miss pays for the slower one, not for the sum.
+            pg_result, redis_result = await asyncio.gather(
+                write_pg,
+                self._mirror.set(entry.key, raw, self._mirror_ttl(effective)),
+                return_exceptions=True,
+            )
+            for result in (pg_result, redis_result):
+                if isinstance(result, BaseException) and not isinstance(result, ServiceDown):
+                    raise result
+            pg_down = isinstance(pg_result, ServiceDown)
+            if pg_down and isinstance(redis_result, ServiceDown):
+                raise self._unavailable("store the entry", redis_result) from redis_result
+        self._counters["puts"] += 1
+        if not pg_down and self._clock.now() - self._last_purge >= self.purge_interval:
+            await self.purge_expired()
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key`` from both stores; raises if PostgreSQL (the durable copy) is down."""
+        removed = False
+        if self._mirror is not None:
+            with contextlib.suppress(ServiceDown):
+                removed = await self._mirror.delete(key)
+        try:
+            removed = await self._store.delete(key) or removed
+        except ServiceDown as exc:
+            raise self._unavailable("delete the entry", exc) from exc
+        self._counters["deletes"] += 1
+        return removed
+
+    async def clear(self) -> int:
+        """Remove every entry of the collection; returns how many PostgreSQL rows went.
+
+        Raises if PostgreSQL is down, since its rows would otherwise come back.
+        """
+        if self._mirror is not None:
+            with contextlib.suppress(ServiceDown):
+                await self._mirror.clear()
+        try:
+            return await self._store.clear()
+        except ServiceDown as exc:
+            raise self._unavailable("clear the cache", exc) from exc
+
+    async def purge_expired(self) -> int:
+        """Delete expired rows now; returns how many. Also runs on its own every
+        ``purge_interval`` seconds."""
+        self._last_purge = self._clock.now()
+        try:
+            return await self._store.purge_expired()
+        except ServiceDown:
+            return 0
+
+    async def stats(self) -> dict[str, Any]:
+        """Counters since start, entry count, and which services are currently up."""
+        entries: int | None
+        try:
+            entries = await self._store.count()
+        except ServiceDown:
+            entries = None
+        result: dict[str, Any] = {
+            "backend": self.name,
+            "table": self.table,
+            "entries": entries,
+            **self._counters,
+            "compression": self.codec,
+            "postgres_up": self._store.health.up,
+            "postgres_failures": self._store.health.failures,
+        }
+        if self._mirror is not None:
+            result["redis_up"] = self._mirror.health.up
+            result["redis_failures"] = self._mirror.health.failures
+            result["redis_ttl_seconds"] = self.redis_ttl
+        return result
+
+    #: Rows fetched per query by :meth:`export`.
+    export_page_size = 500
+
+    async def export(self) -> AsyncIterator[CacheEntry]:
+        """Every live entry from PostgreSQL, in key order, read a page at a time."""
+        after = ""
+        size = self.export_page_size
+        while True:
+            try:
+                page = await self._store.page(after, size)
+            except ServiceDown as exc:
+                raise self._unavailable("export the cache", exc) from exc
+            for key, data, codec in page:
+                decoded = self._decode_row(key, data, codec)
+                if decoded is not None:
+                    yield decoded[0]
+            if len(page) < size:
+                return
+            after = page[-1][0]
+
+    async def warm(self) -> None:
+        """Open connections, create the table and purge expired rows ahead of the first call.
+
+        Raises only when no service answers.
+        """
+        pg_down: ServiceDown | None = None
+        try:
+            await self._store.warm()
+            self._last_purge = self._clock.now()
+        except ServiceDown as exc:
+            pg_down = exc
+        if self._mirror is not None:
+            try:
+                await self._mirror.ping()
+            except ServiceDown as exc:
+                if pg_down is not None:
+                    raise self._unavailable("warm the cache", exc) from exc
+        elif pg_down is not None:
+            raise self._unavailable("warm the cache", pg_down) from pg_down
+
+    async def aclose(self) -> None:
+        """Close the pool and the Redis client. Safe to call twice."""
+        try:
+            await self._store.aclose()
+        finally:
+            if self._mirror is not None:
+                await self._mirror.aclose()
+
+    async def drop(self) -> None:
+        """Drop the table and the mirrored keys (for tests and tear-down)."""
+        if self._mirror is not None:
+            with contextlib.suppress(ServiceDown):
+                await self._mirror.clear()
+        try:
+            await self._store.drop_table()
+        except ServiceDown as exc:
+            raise self._unavailable("drop the table", exc) from exc
+
+    async def __aenter__(self) -> PostgresCache:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<PostgresCache {self.name} table={self.table!r}>"

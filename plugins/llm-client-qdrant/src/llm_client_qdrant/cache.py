@@ -1,0 +1,577 @@
+"""The ``qdrant`` cache backend: exact key/value lookups and semantic (nearest-prompt) lookups.
+
+Storage layout, per ``cache_collection`` (say ``llm_cache``):
+
+* ``llm_cache`` - a collection *without vectors*, one point per cache key. The point id is
+  ``uuid5(key)``, so an exact lookup is a single ``retrieve`` by id. The payload holds the
+  entry's JSON plus ``key``, ``scope``, ``model``, ``operation``, ``created_at`` and
+  ``expires_at`` (epoch seconds or ``null``).
+* ``llm_cache__vec<N>`` - one collection per embedding size ``N`` (cosine distance), created
+  on the first :meth:`QdrantCache.put_vector` with a vector of that size. Same point id, same
+  payload, plus the prompt embedding. :meth:`QdrantCache.search` looks here, filtered on
+  ``scope``, so a semantic hit only comes from an entry with the same model, operation and
+  generation parameters.
+
+Entries written with :meth:`put` live only in the first collection: no dummy vectors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from llm_client.cache import CacheEntry
+from llm_client.clock import Clock
+from llm_client.exceptions import ConfigurationError, LLMClientError
+
+from ._health import ServiceDown, ServiceHealth
+
+__all__ = ["DEFAULT_COLLECTION", "CacheUnavailableError", "QdrantCache", "point_id"]
+
+logger = logging.getLogger("llm_client_qdrant")
+
+T = TypeVar("T")
+
+DEFAULT_COLLECTION = "llm_cache"
+_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/llm-client/cache/qdrant")
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+_PAGE = 256
+
+try:  # httpx comes with qdrant-client; its errors mean "server unreachable"
+    from httpx import HTTPError as _HTTPError
+except ImportError:  # pragma: no cover
+    _HTTPError = OSError  # type: ignore[misc,assignment]
+
+_FAILURES: tuple[type[BaseException], ...] = (
+    ResponseHandlingException,
+    UnexpectedResponse,
+    _HTTPError,
+    OSError,
+    asyncio.TimeoutError,
+)
+_FAILURES_OR_MISSING: tuple[type[BaseException], ...] = (*_FAILURES, ValueError)
+
+
+class CacheUnavailableError(LLMClientError):
+    """Qdrant did not answer; the call goes on without the cache."""
+
+    default_status = 503
+
+
+def point_id(key: str) -> str:
+    """The stable Qdrant point id of cache key ``key`` (a UUID5 string)."""
+    return str(uuid.uuid5(_NAMESPACE, key))
+
+
+def _seconds(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name}={value!r} is not a number of seconds") from None
+    if number <= 0:
+        raise ConfigurationError(f"{name}={value!r} must be positive")
+    return number
+
+
+def _is_missing_collection(exc: BaseException) -> bool:
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code == 404
+    return isinstance(exc, ValueError) and "not found" in str(exc).lower()
+
+
+def _coerce(options: dict[str, Any], types: dict[str, type]) -> dict[str, Any]:
+    """Options given as text (``llm-client cache -o name=value``) turned into numbers/flags."""
+    out = dict(options)
+    for name, kind in types.items():
+        value = out.get(name)
+        if value is None or type(value) is kind:
+            continue
+        try:
+            if kind is bool:
+                out[name] = str(value).strip().lower() in ("1", "true", "yes", "on")
+            else:
+                out[name] = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{name}={value!r} is not a valid {kind.__name__}") from None
+    return out
+
+
+class QdrantCache:
+    """A :class:`~llm_client.cache.SemanticCacheBackend` on Qdrant.
+
+    Where Qdrant is (exactly one of these; explicit arguments before ``$QDRANT_URL``):
+
+    :param qdrant_url: a server, e.g. ``http://localhost:6333`` (``$QDRANT_URL``).
+    :param qdrant_api_key: the server's API key (``$QDRANT_API_KEY``).
+    :param qdrant_path: a directory for Qdrant's embedded local mode (one process at a time).
+    :param qdrant_location: ``":memory:"`` for an in-process, throw-away store.
+
+    :param cache_collection: base collection name (letters, digits, ``_``, ``-``).
+    :param ttl: default lifetime in seconds when ``put`` gets none (``None``: forever).
+        Expiry is checked on read; an expired point is deleted when it is met.
+    :param qdrant_timeout: per-request timeout in seconds (server mode).
+    :param prefer_grpc: talk gRPC to the server.
+    :param reconnect_interval: while the server is down, try it again at most this often.
+    :param clock: monotonic clock for the reconnect interval.
+    :param wall_clock: epoch-seconds source for expiry (tests inject a fake one).
+    """
+
+    name = "qdrant"
+
+    def __init__(
+        self,
+        *,
+        qdrant_url: str | None = None,
+        qdrant_api_key: str | None = None,
+        qdrant_path: str | os.PathLike[str] | None = None,
+        qdrant_location: str | None = None,
+        cache_collection: str | None = None,
+        ttl: float | None = None,
+        qdrant_timeout: float = 10.0,
+        prefer_grpc: bool = False,
+        reconnect_interval: float = 1.0,
+        clock: Clock | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        explicit = [
+            name
+            for name, value in (
+                ("qdrant_url", qdrant_url),
+                ("qdrant_path", qdrant_path),
+                ("qdrant_location", qdrant_location),
+            )
+            if value
+        ]
+        if len(explicit) > 1:
+            raise ConfigurationError(
+                f"the 'qdrant' cache backend takes one of qdrant_url, qdrant_path or"
+                f" qdrant_location, got {' and '.join(explicit)}"
+            )
+        self._client_kwargs: dict[str, Any]
+        if qdrant_location:
+            self.mode = "memory" if qdrant_location == ":memory:" else "location"
+            self._client_kwargs = {"location": qdrant_location}
+            target = qdrant_location
+        elif qdrant_path:
+            self.mode = "path"
+            self._client_kwargs = {"path": os.fspath(qdrant_path)}
+            target = os.fspath(qdrant_path)
+        else:
+            url = qdrant_url or os.environ.get("QDRANT_URL", "").strip()
+            if not url:
+                raise ConfigurationError(
+                    "the 'qdrant' cache backend needs a server: pass qdrant_url=... or set the"
+                    " QDRANT_URL environment variable (or use qdrant_path=... /"
+                    " qdrant_location=':memory:' for embedded local mode)"
+                )
+            self.mode = "server"
+            api_key = qdrant_api_key or os.environ.get("QDRANT_API_KEY", "").strip() or None
+            self._client_kwargs = {
+                "url": url,
+                "api_key": api_key,
+                "timeout": max(1, math.ceil(qdrant_timeout)),
+                "prefer_grpc": prefer_grpc,
+                "check_compatibility": False,  # it would block and warn at construction
+            }
+            target = url
+        collection = DEFAULT_COLLECTION if cache_collection is None else cache_collection
+        if not _COLLECTION_NAME.fullmatch(collection):
+            raise ConfigurationError(
+                f"cache_collection={collection!r} cannot be a Qdrant collection name: use 1-200"
+                " letters, digits, '_' or '-'"
+            )
+        self.collection = collection
+        self.ttl = _seconds(ttl, "ttl")
+        self.health = ServiceHealth(
+            "Qdrant", target, logger=logger, reconnect_interval=reconnect_interval, clock=clock
+        )
+        self._wall_clock = wall_clock
+        self._client: AsyncQdrantClient | None = None
+        self._known: set[str] = set()
+        self._create_lock = asyncio.Lock()
+        self._counters: dict[str, int] = dict.fromkeys(
+            (
+                "hits",
+                "misses",
+                "semantic_hits",
+                "semantic_misses",
+                "puts",
+                "vector_puts",
+                "deletes",
+                "errors",
+            ),
+            0,
+        )
+
+    _OPTIONS = (
+        "qdrant_url",
+        "qdrant_api_key",
+        "qdrant_path",
+        "qdrant_location",
+        "cache_collection",
+        "ttl",
+        "qdrant_timeout",
+        "prefer_grpc",
+        "reconnect_interval",
+        "clock",
+        "wall_clock",
+    )
+
+    @classmethod
+    def from_options(cls, **options: Any) -> QdrantCache:
+        """Build from a client's cache options, ignoring the ones this backend does not use.
+
+        ``cache_ttl`` (the client's name) is accepted for ``ttl``.
+        """
+        if options.get("ttl") is None and options.get("cache_ttl") is not None:
+            options["ttl"] = options["cache_ttl"]
+        kwargs = {k: options[k] for k in cls._OPTIONS if options.get(k) is not None}
+        types = {"ttl": float, "qdrant_timeout": float, "reconnect_interval": float}
+        return cls(**_coerce(kwargs, {**types, "prefer_grpc": bool}))
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @property
+    def local(self) -> bool:
+        """True in embedded local mode (``qdrant_path`` / ``qdrant_location``)."""
+        return self.mode != "server"
+
+    def vector_collection(self, size: int) -> str:
+        """Name of the collection holding the prompt embeddings of dimension ``size``."""
+        return f"{self.collection}__vec{size}"
+
+    def _qdrant(self) -> AsyncQdrantClient:
+        if self._client is None:
+            self._client = AsyncQdrantClient(**self._client_kwargs)
+        return self._client
+
+    async def _call(self, what: str, op: Callable[[AsyncQdrantClient], Awaitable[T]]) -> T:
+        """Run ``op``, tracking the service's health; one retry if a collection vanished."""
+        try:
+            if not self.health.should_try():
+                raise ServiceDown(self.health)
+            for attempt in (1, 2):
+                try:
+                    result = await op(self._qdrant())
+                except _FAILURES_OR_MISSING as exc:
+                    if _is_missing_collection(exc) and attempt == 1:
+                        self._known.clear()  # dropped behind our back: recreate and retry
+                        continue
+                    if isinstance(exc, ValueError):
+                        raise
+                    self.health.failed(exc)
+                    raise ServiceDown(self.health) from exc
+                break
+        except ServiceDown as down:
+            self._counters["errors"] += 1
+            raise CacheUnavailableError(f"cannot {what}: {down}") from down.__cause__
+        self.health.succeeded()
+        return result
+
+    async def _ensure(self, client: AsyncQdrantClient, name: str, size: int | None) -> None:
+        """Create collection ``name`` (vectorless if ``size`` is None) unless it exists."""
+        if name in self._known:
+            return
+        async with self._create_lock:
+            if name in self._known:
+                return
+            if not await client.collection_exists(name):
+                vectors: Any = (
+                    {}
+                    if size is None
+                    else models.VectorParams(size=size, distance=models.Distance.COSINE)
+                )
+                try:
+                    await client.create_collection(name, vectors_config=vectors)
+                except (UnexpectedResponse, ValueError):
+                    if not await client.collection_exists(name):  # not a lost race: real error
+                        raise
+                if not self.local:  # payload indexes are a no-op (with a warning) locally
+                    await client.create_payload_index(
+                        name, "scope", field_schema=models.PayloadSchemaType.KEYWORD
+                    )
+            self._known.add(name)
+
+    async def _vector_collections(self, client: AsyncQdrantClient) -> list[str]:
+        prefix = f"{self.collection}__vec"
+        response = await client.get_collections()
+        return [
+            c.name
+            for c in response.collections
+            if c.name.startswith(prefix) and c.name[len(prefix) :].isdigit()
+        ]
+
+    def _payload(self, entry: CacheEntry, ttl: float | None) -> dict[str, Any]:
+        effective = self.ttl if ttl is None else ttl
+        return {
+            "key": entry.key,
+            "entry": entry.to_json().decode("utf-8"),
+            "scope": entry.scope,
+            "model": entry.model,
+            "operation": entry.operation,
+            "created_at": entry.created_at,
+            "expires_at": None if effective is None else self._wall_clock() + effective,
+        }
+
+    def _expired(self, payload: dict[str, Any]) -> bool:
+        expires_at = payload.get("expires_at")
+        return expires_at is not None and float(expires_at) <= self._wall_clock()
+
+    def _decode(self, payload: dict[str, Any] | None) -> CacheEntry | None:
+        if not payload or "entry" not in payload:
+            return None
+        try:
+            return CacheEntry.from_json(payload["entry"])
+        except (ValueError, KeyError, TypeError) as exc:
+            self._counters["errors"] += 1
+            logger.warning("unreadable cache point %r: %s", payload.get("key"), exc)
+            return None
+
+    def _live_filter(self, scope: str | None = None) -> models.Filter:
+        """Points not yet expired (and, if given, of exactly ``scope``)."""
+        must: list[Any] = []
+        if scope is not None:
+            must.append(models.FieldCondition(key="scope", match=models.MatchValue(value=scope)))
+        return models.Filter(
+            must=must,
+            should=[
+                models.IsNullCondition(is_null=models.PayloadField(key="expires_at")),
+                models.FieldCondition(key="expires_at", range=models.Range(gt=self._wall_clock())),
+            ],
+        )
+
+    async def _delete_everywhere(self, client: AsyncQdrantClient, key: str) -> bool:
+        pid = point_id(key)
+        await self._ensure(client, self.collection, None)
+        found = await client.retrieve(self.collection, ids=[pid], with_payload=False)
+        selector = models.PointIdsList(points=[pid])
+        await client.delete(self.collection, points_selector=selector)
+        for name in await self._vector_collections(client):
+            await client.delete(name, points_selector=selector)
+        return bool(found)
+
+    # -- CacheBackend ---------------------------------------------------------------------------
+
+    async def get(self, key: str) -> CacheEntry | None:
+        async def op(client: AsyncQdrantClient) -> CacheEntry | None:
+            await self._ensure(client, self.collection, None)
+            records = await client.retrieve(
+                self.collection, ids=[point_id(key)], with_payload=True, with_vectors=False
+            )
+            if not records:
+                return None
+            payload = records[0].payload or {}
+            if self._expired(payload):
+                await self._delete_everywhere(client, key)
+                return None
+            return self._decode(payload)
+
+        entry = await self._call("read the cache", op)
+        self._counters["hits" if entry is not None else "misses"] += 1
+        return entry
+
+    async def put(self, entry: CacheEntry, *, ttl: float | None = None) -> None:
+        if ttl is not None and ttl <= 0:
+            await self.delete(entry.key)
+            return
+        payload = self._payload(entry, ttl)
+
+        async def op(client: AsyncQdrantClient) -> None:
+            await self._ensure(client, self.collection, None)
+            await client.upsert(
+                self.collection,
+                points=[models.PointStruct(id=point_id(entry.key), vector={}, payload=payload)],
+            )
+
+        await self._call("store the entry", op)
+        self._counters["puts"] += 1
+
+    async def put_vector(
+        self, entry: CacheEntry, vector: list[float], *, ttl: float | None = None
+    ) -> None:
+        """Store ``entry`` for exact lookup and its prompt embedding for :meth:`search`.
+
+        A zero vector has no direction: the entry is then stored for exact lookup only.
+        """
+        if ttl is not None and ttl <= 0:
+            await self.delete(entry.key)
+            return
+        if not any(vector):
+            logger.debug("zero embedding for %r: stored for exact lookup only", entry.key)
+            await self.put(entry, ttl=ttl)
+            return
+        payload = self._payload(entry, ttl)
+        name = self.vector_collection(len(vector))
+        pid = point_id(entry.key)
+
+        async def op(client: AsyncQdrantClient) -> None:
+            await self._ensure(client, self.collection, None)
+            await self._ensure(client, name, len(vector))
+            await client.upsert(
+                self.collection, points=[models.PointStruct(id=pid, vector={}, payload=payload)]
+            )
+            await client.upsert(
+                name, points=[models.PointStruct(id=pid, vector=list(vector), payload=payload)]
+            )
+
+        await self._call("store the entry", op)
+        self._counters["puts"] += 1
+        self._counters["vector_puts"] += 1
+
+    async def search(
+        self, vector: list[float], *, scope: str, threshold: float
+    ) -> tuple[CacheEntry, float] | None:
+        """The stored entry of the same ``scope`` whose prompt is nearest to ``vector``.
+
+        Returns ``(entry, cosine similarity)`` when the similarity is at least ``threshold``,
+        else ``None``. Only live (unexpired) entries of exactly ``scope`` are considered.
+        """
+        if not vector or not any(vector):
+            self._counters["semantic_misses"] += 1
+            return None
+        name = self.vector_collection(len(vector))
+
+        async def op(client: AsyncQdrantClient) -> tuple[CacheEntry, float] | None:
+            if name not in self._known:
+                if not await client.collection_exists(name):
+                    return None
+                self._known.add(name)
+            response = await client.query_points(
+                name,
+                query=list(vector),
+                query_filter=self._live_filter(scope),
+                score_threshold=threshold,
+                limit=1,
+                with_payload=True,
+                with_vectors=False,
+            )
+            for point in response.points:
+                payload = point.payload or {}
+                entry = self._decode(payload)
+                if entry is not None and entry.scope == scope and not self._expired(payload):
+                    return entry, min(1.0, float(point.score))
+            return None
+
+        found = await self._call("search the cache", op)
+        self._counters["semantic_hits" if found is not None else "semantic_misses"] += 1
+        return found
+
+    async def delete(self, key: str) -> bool:
+        async def op(client: AsyncQdrantClient) -> bool:
+            return await self._delete_everywhere(client, key)
+
+        removed = await self._call("delete the entry", op)
+        self._counters["deletes"] += 1
+        return removed
+
+    async def clear(self) -> int:
+        """Drop the collection and its vector collections; returns how many entries went."""
+
+        async def op(client: AsyncQdrantClient) -> int:
+            count = 0
+            if await client.collection_exists(self.collection):
+                count = (await client.count(self.collection, exact=True)).count
+                await client.delete_collection(self.collection)
+            for name in await self._vector_collections(client):
+                await client.delete_collection(name)
+            self._known.clear()
+            return count
+
+        return await self._call("clear the cache", op)
+
+    async def stats(self) -> dict[str, Any]:
+        """Counters since start, entry counts per collection (``None`` while unreachable)."""
+
+        async def op(client: AsyncQdrantClient) -> tuple[int, dict[str, int]]:
+            await self._ensure(client, self.collection, None)
+            entries = (await client.count(self.collection, exact=True)).count
+            vectors = {
+                name: (await client.count(name, exact=True)).count
+                for name in await self._vector_collections(client)
+            }
+            return entries, vectors
+
+        entries: int | None
+        vectors: dict[str, int] | None
+        try:
+            entries, vectors = await self._call("count entries", op)
+        except CacheUnavailableError:
+            entries, vectors = None, None
+        return {
+            "backend": self.name,
+            "mode": self.mode,
+            "collection": self.collection,
+            "entries": entries,
+            "vector_collections": vectors,
+            **self._counters,
+            "qdrant_up": self.health.up,
+            "qdrant_failures": self.health.failures,
+        }
+
+    async def export(self) -> AsyncIterator[CacheEntry]:
+        """Every live entry, scrolled from the exact-lookup collection 256 at a time."""
+        offset: Any = None
+        while True:
+
+            async def op(
+                client: AsyncQdrantClient, start: Any = offset
+            ) -> tuple[list[models.Record], Any]:
+                await self._ensure(client, self.collection, None)
+                return await client.scroll(
+                    self.collection,
+                    scroll_filter=self._live_filter(),
+                    limit=_PAGE,
+                    offset=start,
+                    with_payload=True,
+                    with_vectors=False,
+                )
+
+            records, offset = await self._call("export the cache", op)
+            for record in records:
+                entry = self._decode(record.payload)
+                if entry is not None:
+                    yield entry
+            if offset is None:
+                return
+
+    async def warm(self) -> None:
+        """Connect and create the exact-lookup collection ahead of the first call."""
+
+        async def op(client: AsyncQdrantClient) -> None:
+            await self._ensure(client, self.collection, None)
+
+        await self._call("reach Qdrant", op)
+
+    async def aclose(self) -> None:
+        """Close the client (and release a local ``qdrant_path``). Safe to call twice."""
+        client, self._client = self._client, None
+        self._known.clear()
+        if client is not None:
+            await client.close()
+
+    async def __aenter__(self) -> QdrantCache:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<QdrantCache {self.mode} collection={self.collection!r}>"

@@ -1,0 +1,47 @@
+"""llm-client plugin: the ``redis`` cache backend and the ``redis`` rate limiter.
+
+This module is imported when llm-client discovers plugins, so it stays cheap: the redis
+client library is imported only when a backend is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from llm_client.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from .cache import RedisCache
+    from .rate_limit import RedisLimiter
+
+__all__ = [
+    "create_cache",
+    "create_rate_limiter",
+    "register_cache_backends",
+    "register_rate_limiters",
+]
+
+
+def create_cache(**options: Any) -> RedisCache:
+    """Build the ``redis`` cache backend from a client's cache options."""
+    from .cache import RedisCache
+
+    return RedisCache.from_options(**options)
+
+
+def create_rate_limiter(**options: Any) -> RedisLimiter:
+    """Build the ``redis`` distributed rate limiter (see :mod:`llm_client_redis.rate_limit`)."""
+    from .rate_limit import RedisLimiter
+
+    return RedisLimiter(**options)
+
+
+@hookimpl
+def register_cache_backends(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    register("redis", create_cache)
+
+
+@hookimpl
+def register_rate_limiters(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    register("redis", create_rate_limiter)
