@@ -15,6 +15,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "CacheUnavailableError",
     "ConfigurationError",
     "ConflictError",
     "ContextLengthExceededError",
@@ -193,6 +194,12 @@ class IncompleteResponseError(APIError):
 
     default_status = 502
     retryable = False
+
+
+class CacheUnavailableError(LLMClientError):
+    """A cache server did not answer; the cache middleware goes on without the cache."""
+
+    default_status = 503
 
 
 class APIConnectionError(LLMClientError):

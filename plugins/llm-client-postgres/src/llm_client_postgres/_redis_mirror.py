@@ -13,7 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ._health import ServiceDown, ServiceHealth
+from llm_client.health import ServiceDown, ServiceHealth
 
 __all__ = ["RedisMirror"]
 

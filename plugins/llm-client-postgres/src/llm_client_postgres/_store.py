@@ -12,8 +12,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from llm_client.exceptions import ConfigurationError
-
-from ._health import ServiceDown, ServiceHealth
+from llm_client.health import ServiceDown, ServiceHealth
 
 __all__ = ["PostgresStore", "Row", "validate_table_name"]
 

@@ -19,10 +19,10 @@ from typing import Any
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock, MonotonicClock
-from llm_client.exceptions import ConfigurationError, LLMClientError
+from llm_client.exceptions import CacheUnavailableError, ConfigurationError
+from llm_client.health import ServiceDown, ServiceHealth, coerce_options
 
 from ._codec import decode, encode, resolve_codec
-from ._health import ServiceDown, ServiceHealth
 from ._redis_mirror import RedisMirror
 from ._store import PostgresStore, validate_table_name
 
@@ -38,12 +38,6 @@ logger = logging.getLogger("llm_client_postgres")
 DEFAULT_COLLECTION = "llm_cache"
 DEFAULT_REDIS_TTL = 3600.0
 DEFAULT_REDIS_PREFIX = "llm_client:"
-
-
-class CacheUnavailableError(LLMClientError):
-    """No storage service of the backend answered; the call goes on without the cache."""
-
-    default_status = 503
 
 
 def _resolve(value: Any, env: str, argument: str, backend: str) -> str:
@@ -69,23 +63,6 @@ def _positive(value: Any, name: str, *, allow_none: bool = False) -> float | Non
     if number <= 0:
         raise ConfigurationError(f"{name}={value!r} must be positive")
     return number
-
-
-def _coerce(options: dict[str, Any], types: dict[str, type]) -> dict[str, Any]:
-    """Options given as text (``llm-client cache -o name=value``) turned into numbers/flags."""
-    out = dict(options)
-    for name, kind in types.items():
-        value = out.get(name)
-        if value is None or type(value) is kind:
-            continue
-        try:
-            if kind is bool:
-                out[name] = str(value).strip().lower() in ("1", "true", "yes", "on")
-            else:
-                out[name] = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"{name}={value!r} is not a valid {kind.__name__}") from None
-    return out
 
 
 class PostgresCache:
@@ -227,7 +204,7 @@ class PostgresCache:
             for k in cls._OPTIONS
             if k in options and (options[k] is not None or k in cls._NONE_MEANS_OFF)
         }
-        kwargs = _coerce(
+        kwargs = coerce_options(
             kwargs,
             {
                 "redis_ttl_seconds": float,

@@ -33,9 +33,8 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock
-from llm_client.exceptions import ConfigurationError, LLMClientError
-
-from ._health import ServiceDown, ServiceHealth
+from llm_client.exceptions import CacheUnavailableError, ConfigurationError
+from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
 
 __all__ = ["DEFAULT_COLLECTION", "CacheUnavailableError", "QdrantCache", "point_id"]
 
@@ -63,50 +62,15 @@ _FAILURES: tuple[type[BaseException], ...] = (
 _FAILURES_OR_MISSING: tuple[type[BaseException], ...] = (*_FAILURES, ValueError)
 
 
-class CacheUnavailableError(LLMClientError):
-    """Qdrant did not answer; the call goes on without the cache."""
-
-    default_status = 503
-
-
 def point_id(key: str) -> str:
     """The stable Qdrant point id of cache key ``key`` (a UUID5 string)."""
     return str(uuid.uuid5(_NAMESPACE, key))
-
-
-def _seconds(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name}={value!r} is not a number of seconds") from None
-    if number <= 0:
-        raise ConfigurationError(f"{name}={value!r} must be positive")
-    return number
 
 
 def _is_missing_collection(exc: BaseException) -> bool:
     if isinstance(exc, UnexpectedResponse):
         return exc.status_code == 404
     return isinstance(exc, ValueError) and "not found" in str(exc).lower()
-
-
-def _coerce(options: dict[str, Any], types: dict[str, type]) -> dict[str, Any]:
-    """Options given as text (``llm-client cache -o name=value``) turned into numbers/flags."""
-    out = dict(options)
-    for name, kind in types.items():
-        value = out.get(name)
-        if value is None or type(value) is kind:
-            continue
-        try:
-            if kind is bool:
-                out[name] = str(value).strip().lower() in ("1", "true", "yes", "on")
-            else:
-                out[name] = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"{name}={value!r} is not a valid {kind.__name__}") from None
-    return out
 
 
 class QdrantCache:
@@ -194,7 +158,7 @@ class QdrantCache:
                 " letters, digits, '_' or '-'"
             )
         self.collection = collection
-        self.ttl = _seconds(ttl, "ttl")
+        self.ttl = seconds_option(ttl, "ttl")
         self.health = ServiceHealth(
             "Qdrant", target, logger=logger, reconnect_interval=reconnect_interval, clock=clock
         )
@@ -240,7 +204,7 @@ class QdrantCache:
             options["ttl"] = options["cache_ttl"]
         kwargs = {k: options[k] for k in cls._OPTIONS if options.get(k) is not None}
         types = {"ttl": float, "qdrant_timeout": float, "reconnect_interval": float}
-        return cls(**_coerce(kwargs, {**types, "prefer_grpc": bool}))
+        return cls(**coerce_options(kwargs, {**types, "prefer_grpc": bool}))
 
     # -- plumbing -----------------------------------------------------------------------------
 

@@ -24,9 +24,8 @@ from redis.exceptions import RedisError
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock
-from llm_client.exceptions import ConfigurationError, LLMClientError
-
-from ._health import ServiceDown, ServiceHealth
+from llm_client.exceptions import CacheUnavailableError, ConfigurationError
+from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
 
 __all__ = ["DEFAULT_COLLECTION", "DEFAULT_PREFIX", "CacheUnavailableError", "RedisCache"]
 
@@ -40,41 +39,6 @@ DEFAULT_PREFIX = "llm_client:"
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 _GLOB = re.compile(r"([*?\[\]\\])")
 _BATCH = 500
-
-
-class CacheUnavailableError(LLMClientError):
-    """Redis did not answer; the call goes on without the cache."""
-
-    default_status = 503
-
-
-def _seconds(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name}={value!r} is not a number of seconds") from None
-    if number <= 0:
-        raise ConfigurationError(f"{name}={value!r} must be positive")
-    return number
-
-
-def _coerce(options: dict[str, Any], types: dict[str, type]) -> dict[str, Any]:
-    """Options given as text (``llm-client cache -o name=value``) turned into numbers/flags."""
-    out = dict(options)
-    for name, kind in types.items():
-        value = out.get(name)
-        if value is None or type(value) is kind:
-            continue
-        try:
-            if kind is bool:
-                out[name] = str(value).strip().lower() in ("1", "true", "yes", "on")
-            else:
-                out[name] = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"{name}={value!r} is not a valid {kind.__name__}") from None
-    return out
 
 
 class RedisCache:
@@ -118,7 +82,7 @@ class RedisCache:
                 f"cache_collection={cache_collection!r} must be a non-empty string"
             )
         self.namespace = f"{redis_prefix}{self.collection}:"
-        self.ttl = _seconds(ttl, "ttl")
+        self.ttl = seconds_option(ttl, "ttl")
         self.health = ServiceHealth(
             "Redis", url, logger=logger, reconnect_interval=reconnect_interval, clock=clock
         )
@@ -150,7 +114,7 @@ class RedisCache:
         if options.get("ttl") is None and options.get("cache_ttl") is not None:
             options["ttl"] = options["cache_ttl"]
         kwargs = {k: options[k] for k in cls._OPTIONS if options.get(k) is not None}
-        kwargs = _coerce(
+        kwargs = coerce_options(
             kwargs,
             {
                 "ttl": float,

@@ -1,5 +1,9 @@
 """Outage tracking for one remote service: log once when it goes, once when it comes back.
 
+Shared by every backend that talks to a server (our PostgreSQL, Redis and Qdrant plugins, and
+third-party ones): a failing service is logged once per outage, skipped cheaply while it is
+down, and picked up again when it returns.
+
 A backend asks :meth:`ServiceHealth.should_try` before using the service. While the service is
 down, it is tried again at most every ``reconnect_interval`` seconds, so a dead server costs
 each call nothing but a clock read; the first success after an outage logs the recovery.
@@ -8,11 +12,43 @@ each call nothing but a clock read; the first success after an outage logs the r
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from llm_client.clock import Clock, MonotonicClock
+from .clock import Clock, MonotonicClock
+from .exceptions import ConfigurationError
 
-__all__ = ["ServiceDown", "ServiceHealth", "redact"]
+__all__ = ["ServiceDown", "ServiceHealth", "coerce_options", "redact", "seconds_option"]
+
+
+def seconds_option(value: Any, name: str) -> float | None:
+    """A positive number of seconds from an option (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name}={value!r} is not a number of seconds") from None
+    if number <= 0:
+        raise ConfigurationError(f"{name}={value!r} must be positive")
+    return number
+
+
+def coerce_options(options: dict[str, Any], types: dict[str, type]) -> dict[str, Any]:
+    """Options given as text (``llm-client cache -o name=value``) turned into numbers/flags."""
+    out = dict(options)
+    for name, kind in types.items():
+        value = out.get(name)
+        if value is None or type(value) is kind:
+            continue
+        try:
+            if kind is bool:
+                out[name] = str(value).strip().lower() in ("1", "true", "yes", "on")
+            else:
+                out[name] = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{name}={value!r} is not a valid {kind.__name__}") from None
+    return out
 
 
 def redact(url: str) -> str:
