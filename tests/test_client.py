@@ -341,3 +341,22 @@ async def test_secrets_never_reach_results(server):
     r = await client.get_response(messages=MESSAGES)
     await client.close()
     assert "sk-test-secret" not in json.dumps(r)
+
+
+def test_stream_checks_input_when_called():
+    client = OpenAIClient(GPT5Nano, api_key="k", rate_limit_backend=None)
+    with pytest.raises(InvalidRequestError, match="role"):
+        client.stream(messages=[{"content": "no role"}])
+    asyncio.run(client.close())
+
+
+async def test_stats_report_totals_cache_and_limiter(server):
+    client = make_client(server, cache_backend="memory", rate_limit_backend="local")
+    await client.get_response(messages=MESSAGES)
+    await client.get_response(messages=MESSAGES)
+    stats = client.stats()
+    await client.close()
+    assert stats["totals"]["requests"] == 2 and stats["totals"]["cache_hits"] == 1
+    assert stats["totals"]["saved_usd"] > 0
+    assert stats["cache"]["hits"] == 1
+    assert stats["limiter"]["admitted_requests"] == 1

@@ -420,7 +420,7 @@ class OpenAIClient:
         )
         return result.to_dict()
 
-    async def stream(
+    def stream(
         self,
         messages: Any = None,
         *,
@@ -438,7 +438,11 @@ class OpenAIClient:
         **params: Any,
     ) -> AsyncIterator[LLMEvent]:
         """Stream one call as :class:`LLMEvent` s: ``meta``, ``text_delta`` ..., ``usage``,
-        ``done`` — or ending in one ``error`` event; never silently cut short."""
+        ``done`` — or ending in one ``error`` event; never silently cut short.
+
+        The request is checked when this is called (malformed input raises at once); it is
+        sent when iteration starts.
+        """
         if self.profile.is_embeddings:
             raise InvalidRequestError(
                 f"{self.profile.key} is an embeddings model: it cannot stream"
@@ -459,6 +463,9 @@ class OpenAIClient:
             timeout=timeout,
             params=params,
         )
+        return self._stream(call)
+
+    async def _stream(self, call: Call) -> AsyncIterator[LLMEvent]:
         try:
             reply = await self._handler(call)
         except LLMClientError as exc:
@@ -467,7 +474,7 @@ class OpenAIClient:
                 params=call.params,
                 operation=call.operation,
                 model=self.profile.model_name,
-                identifier=identifier,
+                identifier=call.cache.identifier,
             )
             yield LLMEvent("error", {"status": result.status, "error": result.error}, result)
             return
@@ -546,12 +553,15 @@ class OpenAIClient:
         return self._attribute("limiter")
 
     def stats(self) -> dict[str, Any]:
-        """Totals (requests, hits, tokens, USD spent and saved) and the limiter's state."""
+        """Totals (requests, hits, tokens, USD spent and saved), the cache step's counters and
+        the limiter's state (level, waiters, wait time, throttle events)."""
         cost = self._step(CostAccounting)
         limiter = self.limiter
+        cache_step: Any = next((s for _, s in self.pipeline if hasattr(s, "backend")), None)
         return {
             "model": self.profile.key,
             "totals": cost.totals.as_dict() if cost is not None else {},
+            "cache": cache_step.stats() if hasattr(cache_step, "stats") else {},
             "limiter": limiter.stats() if limiter is not None else {},
         }
 
