@@ -18,8 +18,10 @@ Rules (docs/rate-limiting.md explains them at more length):
   ``w`` seconds the tokens admitted (net of refunds) never exceed
   ``max(burst, largest single request) + rate * w``.
 * **Fairness.** Waiters are admitted strictly first in, first out, whatever their size; a
-  newcomer never overtakes a waiter. A waiter waits at most for what is queued ahead of it
-  (plus its own share of one burst) divided by the rate.
+  newcomer never overtakes a waiter. Per dimension, a waiter waits at most for what is
+  queued ahead of it plus its own need (at most one burst), less the level it found, divided
+  by the rate; its wait is bounded by the sum of that over tokens and requests (unless usage
+  charged afterwards or a 429 adds debt).
 * **Reconciliation.** :meth:`Lease.record` sets the real total tokens (prompt + output). On
   exit without ``record`` the estimate stays charged and the request stays spent (the call
   reached the server), unless :meth:`Lease.refund` was called or the block raised one of
@@ -40,7 +42,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timezone
@@ -64,9 +66,10 @@ __all__ = [
     "RateLimitHeaders",
     "RateLimiter",
     "TokenBucket",
-    "check_amount",
-    "check_rate",
     "bucket_capacity",
+    "check_amount",
+    "check_burst_seconds",
+    "check_rate",
     "parse_reset_duration",
     "parse_retry_after",
 ]
@@ -111,7 +114,8 @@ def check_amount(name: str, value: object) -> float:
     return number
 
 
-def _burst(value: object) -> float:
+def check_burst_seconds(value: object) -> float:
+    """Return ``burst_seconds`` (``None``: the default) if it is in (0, 60], else raise."""
     if value is None:
         return DEFAULT_BURST_SECONDS
     seconds = check_rate("burst_seconds", value)
@@ -186,21 +190,21 @@ class TokenBucket:
             self._level = level if level < self._capacity else self._capacity
             self._updated = now
 
-    def need(self, amount: float) -> float:
-        """The level ``amount`` has to wait for: itself, or a full bucket if larger."""
-        return amount if amount < self._capacity else self._capacity
+    def _deficit(self, amount: float, now: float) -> float:
+        """How far the level (refilled to ``now``) is below what ``amount`` waits for:
+        ``amount`` itself, or a full bucket if it is larger. 0 when it fits."""
+        if now > self._updated:
+            self._refill(now)
+        deficit = (amount if amount < self._capacity else self._capacity) - self._level
+        return deficit if deficit > _EPSILON * self._capacity else 0.0
 
     def wait_time(self, amount: float, now: float | None = None) -> float:
         """Seconds until ``amount`` fits (0 when it fits now)."""
-        self._refill(self._clock.now() if now is None else now)
-        deficit = self.need(amount) - self._level
-        if deficit <= _EPSILON * self._capacity:
-            return 0.0
-        return deficit / self._rate
+        return self._deficit(amount, self._clock.now() if now is None else now) / self._rate
 
     def fits(self, amount: float, now: float | None = None) -> bool:
         """Whether ``amount`` may be taken now."""
-        return self.wait_time(amount, now) == 0.0
+        return not self._deficit(amount, self._clock.now() if now is None else now)
 
     def take(self, amount: float) -> None:
         """Take ``amount`` unconditionally (check :meth:`fits` first); may leave a debt."""
@@ -249,13 +253,15 @@ class Lease:
 
     :ivar tokens: the token estimate taken at entry.
     :ivar requests: the requests taken at entry.
+    :ivar admitted_at: when the call was admitted, on the limiter's clock.
     """
 
-    __slots__ = ("_refunded", "_used", "requests", "tokens")
+    __slots__ = ("_refunded", "_used", "admitted_at", "requests", "tokens")
 
     def __init__(self, tokens: float, requests: float) -> None:
         self.tokens = tokens
         self.requests = requests
+        self.admitted_at: float | None = None
         self._used: float | None = None
         self._refunded = False
 
@@ -447,29 +453,32 @@ class RateLimitHeaders:
 
 
 class _Waiter:
-    __slots__ = ("enqueued", "future", "requests", "tokens")
+    __slots__ = ("enqueued", "future", "lease")
 
-    def __init__(
-        self, tokens: float, requests: float, future: asyncio.Future[None], enqueued: float
-    ) -> None:
-        self.tokens = tokens
-        self.requests = requests
+    def __init__(self, lease: Lease, future: asyncio.Future[None], enqueued: float) -> None:
+        self.lease = lease
         self.future = future
         self.enqueued = enqueued
 
 
-class _Limit(AbstractAsyncContextManager[Lease]):
-    """``async with limiter.limit(...)``: wait and take on entry, reconcile on exit."""
+class _LocalLease(Lease, AbstractAsyncContextManager[Lease]):
+    """The lease of a :class:`Limiter`, and the ``async with`` that takes and settles it."""
 
-    __slots__ = ("_lease", "_limiter")
+    __slots__ = ("_limiter",)
 
-    def __init__(self, limiter: Limiter, lease: Lease) -> None:
+    def __init__(self, limiter: Limiter, tokens: float, requests: float) -> None:
+        self.tokens = tokens
+        self.requests = requests
+        self.admitted_at = None
+        self._used = None
+        self._refunded = False
         self._limiter = limiter
-        self._lease = lease
 
     async def __aenter__(self) -> Lease:
-        await self._limiter._acquire(self._lease.tokens, self._lease.requests)
-        return self._lease
+        limiter = self._limiter
+        if limiter._live or not limiter._try_admit(self):
+            await limiter._acquire(self)
+        return self
 
     async def __aexit__(
         self,
@@ -477,7 +486,10 @@ class _Limit(AbstractAsyncContextManager[Lease]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._limiter._settle(self._lease, exc)
+        if exc is None and self._used is None and not self._refunded:
+            self._limiter._in_flight -= 1  # the estimate stands: nothing to reconcile
+        else:
+            self._limiter._settle(self, exc)
 
 
 class Limiter:
@@ -502,7 +514,7 @@ class Limiter:
         self._configured_rpm = check_rate("requests_per_minute", requests_per_minute)
         self._tpm = self._configured_tpm
         self._rpm = self._configured_rpm
-        self._burst_seconds = _burst(burst_seconds)
+        self._burst_seconds = check_burst_seconds(burst_seconds)
         self._clock: Clock = clock if clock is not None else DEFAULT_CLOCK
         self._tokens = TokenBucket(
             bucket_capacity(self._tpm, self._burst_seconds), self._tpm / 60.0, clock=self._clock
@@ -515,6 +527,7 @@ class Limiter:
         # With the real clock, timers go on the event loop; any other clock gets a task that
         # sleeps on it, so a ManualClock drives the limiter in tests.
         self._loop_timers = type(self._clock) is MonotonicClock
+        self._now: Callable[[], float] = time.monotonic if self._loop_timers else self._clock.now
         self._timer: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self._timer_at = math.inf
         self._closed = False
@@ -568,9 +581,13 @@ class Limiter:
         :raises InvalidRequestError: an amount is negative or not a number.
         :raises RequestTooLargeError: (on entry) the call needs more than a minute's budget.
         """
-        return _Limit(
-            self, Lease(check_amount("tokens", tokens), check_amount("requests", requests))
+        t: float = tokens if type(tokens) is int and tokens >= 0 else check_amount("tokens", tokens)
+        r: float = (
+            requests
+            if type(requests) is int and requests >= 0
+            else check_amount("requests", requests)
         )
+        return _LocalLease(self, t, r)
 
     def _check_size(self, tokens: float, requests: float) -> None:
         if tokens > self._tpm:
@@ -585,19 +602,30 @@ class Limiter:
                 "requests per minute, so it can never run"
             )
 
-    async def _acquire(self, tokens: float, requests: float) -> None:
+    def _try_admit(self, lease: Lease) -> bool:
+        """The fast path: admit at once if nobody waits and both buckets allow it."""
+        tokens, requests = lease.tokens, lease.requests
+        if self._closed or tokens > self._tpm or requests > self._rpm:
+            return False  # the slow path raises the right error
+        now = self._now()
+        if self._tokens._deficit(tokens, now) or self._requests._deficit(requests, now):
+            return False
+        self._admit(lease, now)
+        return True
+
+    async def _acquire(self, lease: Lease) -> None:
         if self._closed:
             raise RuntimeError("this rate limiter is closed")
-        self._check_size(tokens, requests)
-        now = self._clock.now()
+        self._check_size(lease.tokens, lease.requests)
+        now = self._now()
         if (
-            self._live == 0
-            and self._tokens.wait_time(tokens, now) == 0.0
-            and self._requests.wait_time(requests, now) == 0.0
+            not self._live
+            and not self._tokens._deficit(lease.tokens, now)
+            and not self._requests._deficit(lease.requests, now)
         ):
-            self._admit(tokens, requests)
+            self._admit(lease, now)
             return
-        waiter = _Waiter(tokens, requests, asyncio.get_running_loop().create_future(), now)
+        waiter = _Waiter(lease, asyncio.get_running_loop().create_future(), now)
         self._queue.append(waiter)
         self._live += 1
         self._queued_calls += 1
@@ -608,53 +636,56 @@ class Limiter:
         except asyncio.CancelledError:
             if waiter.future.done() and not waiter.future.cancelled():
                 # Admitted, but cancelled before it could run: give it all back.
-                self._give_back(tokens, requests)
+                self._give_back(lease)
             else:
                 waiter.future.cancel()
                 self._live -= 1
                 self._dispatch()
             raise
 
-    def _admit(self, tokens: float, requests: float) -> None:
-        self._tokens.take(tokens)
-        self._requests.take(requests)
-        self._admitted_tokens += tokens
-        self._admitted_requests += requests
+    def _admit(self, lease: Lease, now: float) -> None:
+        """Take the lease's amounts from both buckets (already refilled to ``now``)."""
+        self._tokens._level -= lease.tokens
+        self._requests._level -= lease.requests
+        self._admitted_tokens += lease.tokens
+        self._admitted_requests += lease.requests
         self._in_flight += 1
+        lease.admitted_at = now
 
-    def _give_back(self, tokens: float, requests: float) -> None:
+    def _give_back(self, lease: Lease) -> None:
         self._in_flight -= 1
-        self._refunded_tokens += tokens
-        self._refunded_requests += requests
-        self._tokens.refund(tokens)
-        self._requests.refund(requests)
+        self._refunded_tokens += lease.tokens
+        self._refunded_requests += lease.requests
+        self._tokens.refund(lease.tokens)
+        self._requests.refund(lease.requests)
         if self._live:
             self._dispatch()
 
     def _dispatch(self) -> None:
         """Admit waiters from the head of the queue while they fit; then arm one timer."""
         queue = self._queue
-        now = self._clock.now()
+        now = self._now()
         while queue:
             head = queue[0]
             if head.future.done():  # cancelled while waiting
                 queue.popleft()
                 continue
+            lease = head.lease
             wait = max(
-                self._tokens.wait_time(head.tokens, now),
-                self._requests.wait_time(head.requests, now),
+                self._tokens.wait_time(lease.tokens, now),
+                self._requests.wait_time(lease.requests, now),
             )
             if wait > 0.0:
-                self._arm(now, wait)
+                self._arm(head.future.get_loop(), now, wait)
                 return
             queue.popleft()
             self._live -= 1
-            self._admit(head.tokens, head.requests)
+            self._admit(lease, now)
             self._total_wait += now - head.enqueued
             head.future.set_result(None)
         self._disarm()
 
-    def _arm(self, now: float, wait: float) -> None:
+    def _arm(self, loop: asyncio.AbstractEventLoop, now: float, wait: float) -> None:
         at = now + wait
         if self._timer is not None:
             if self._timer_at <= at:
@@ -662,9 +693,9 @@ class Limiter:
             self._disarm()
         self._timer_at = at
         if self._loop_timers:
-            self._timer = asyncio.get_running_loop().call_later(wait, self._on_timer)
+            self._timer = loop.call_later(wait, self._on_timer)
         else:
-            self._timer = asyncio.get_running_loop().create_task(self._sleep_then_dispatch(wait))
+            self._timer = loop.create_task(self._sleep_then_dispatch(wait))
 
     def _disarm(self) -> None:
         timer, self._timer = self._timer, None
@@ -730,7 +761,7 @@ class Limiter:
         if status == 429:
             self._throttle_events += 1
             tokens_out, requests_out = info.exhausted()
-            now = self._clock.now()
+            now = self._now()
             for out, bucket, is_tokens in (
                 (tokens_out, self._tokens, True),
                 (requests_out, self._requests, False),
@@ -762,7 +793,7 @@ class Limiter:
 
     def stats(self) -> dict[str, float | int]:
         """A snapshot: levels, capacities, waiters, waits, throttling and totals."""
-        now = self._clock.now()
+        now = self._now()
         return {
             "level_tokens": self._tokens.level,
             "level_requests": self._requests.level,

@@ -1,0 +1,562 @@
+"""A rate limiter whose budget lives in Redis, shared by every process and host that uses it.
+
+The budget is the same two-dimensional token bucket as :class:`llm_client.rate_limit.Limiter`
+(tokens and requests, a burst of ``burst_seconds``, large requests admitted on a full bucket
+and waited out as debt), kept in one Redis hash as a *GCRA* schedule: for each dimension the
+time ``tat`` at which the bucket would be full again. Every change is one Lua script, run
+atomically by the server on the server's clock (``redis.call('TIME')``):
+
+* **reserve** takes tokens and requests together: the call gets the earliest time at which
+  both dimensions allow it *and* no earlier than the previous reservation (so admission is
+  first come, first served across all processes, large requests included), and the schedule
+  moves on. The caller sleeps until that time: no polling, one round trip per call.
+* **settle** reconciles a finished call: a refund lifts the level (never above the burst) and
+  a charge adds debt, both at the end of the current schedule, so a refund never lets calls
+  already scheduled go earlier than the budget allows.
+* **cancel** undoes the latest reservation exactly when a waiter is cancelled and nobody has
+  reserved after it. Otherwise the slot stays unused (the budget is never exceeded; at worst
+  that slot is wasted), because calls already sleeping in other processes cannot be moved.
+* **sync** applies what a response's headers say: ``remaining`` lowers a level, a 429 pauses
+  the exhausted dimension for ``retry-after``. Only ever lowers.
+
+When Redis cannot be reached, the limiter logs once and falls back to a local
+:class:`~llm_client.rate_limit.Limiter` with a share of the budget (``1 / processes`` last seen
+using it, or ``fallback_share``); it tries Redis again every ``reconnect_interval`` seconds and
+logs once when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from llm_client.clock import DEFAULT_CLOCK, Clock
+from llm_client.exceptions import ConfigurationError, RequestTooLargeError
+from llm_client.health import ServiceHealth
+from llm_client.rate_limit import (
+    Lease,
+    Limiter,
+    RateLimitHeaders,
+    bucket_capacity,
+    check_amount,
+    check_burst_seconds,
+    check_rate,
+)
+
+__all__ = ["DEFAULT_KEY", "RedisLimiter"]
+
+logger = logging.getLogger("llm_client_redis")
+
+DEFAULT_KEY = "llm_client:ratelimit"
+_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+_MEMBER_WINDOW_US = 60_000_000
+
+# Times are microseconds; rates are per microsecond. ARGV[1] is a clock override for tests
+# ("" means the server's clock). A missing hash is a full bucket.
+_PRELUDE = """
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local s = redis.call('HMGET', KEYS[1], 'tt', 'tr', 'last', 'seq')
+local tt = tonumber(s[1]) or now
+local tr = tonumber(s[2]) or now
+local last = tonumber(s[3]) or now
+local seq = tonumber(s[4]) or 0
+local function num(x) return string.format('%.17g', x) end
+local function keep(ct, rt, cr, rr)
+  local idle = math.max(tt - now + ct / rt, tr - now + cr / rr, 0)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(idle / 1000) + 60000)
+end
+local function levels(ct, rt, cr, rr)
+  return num(ct - rt * math.max(0, tt - now)), num(cr - rr * math.max(0, tr - now))
+end
+"""
+
+# ARGV: now, tokens, requests, cap_t, rate_t, cap_r, rate_r, member
+_RESERVE = (
+    _PRELUDE
+    + """
+local a_t, a_r = tonumber(ARGV[2]), tonumber(ARGV[3])
+local ct, rt, cr, rr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local at = math.max(now, last,
+  tt - (ct - math.min(a_t, ct)) / rt,
+  tr - (cr - math.min(a_r, cr)) / rr)
+local ptt, ptr, plast = tt, tr, last
+tt = math.max(tt, at) + a_t / rt
+tr = math.max(tr, at) + a_r / rr
+seq = seq + 1
+redis.call('HSET', KEYS[1], 'tt', tt, 'tr', tr, 'last', at, 'seq', seq,
+  'ptt', ptt, 'ptr', ptr, 'plast', plast)
+keep(ct, rt, cr, rr)
+redis.call('ZADD', KEYS[2], now, ARGV[8])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60000000)
+redis.call('PEXPIRE', KEYS[2], 120000)
+local lt, lr = levels(ct, rt, cr, rr)
+return {num(at), num(now), seq, redis.call('ZCARD', KEYS[2]), lt, lr}
+"""
+)
+
+# ARGV: now, credit_t, credit_r (negative: a charge), cap_t, rate_t, cap_r, rate_r
+_SETTLE = (
+    _PRELUDE
+    + """
+local ct, rt, cr, rr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local f = math.max(now, last)
+local function settle(tat, d, rate)
+  if d > 0 then
+    if tat > f then return math.max(tat - d / rate, f) end
+    return tat
+  elseif d < 0 then
+    return math.max(tat, f) - d / rate
+  end
+  return tat
+end
+tt = settle(tt, tonumber(ARGV[2]), rt)
+tr = settle(tr, tonumber(ARGV[3]), rr)
+redis.call('HSET', KEYS[1], 'tt', tt, 'tr', tr, 'last', last, 'seq', seq + 1)
+keep(ct, rt, cr, rr)
+local lt, lr = levels(ct, rt, cr, rr)
+return {num(f), num(now), lt, lr}
+"""
+)
+
+# ARGV: now, seq of the reservation to undo
+_CANCEL = (
+    _PRELUDE
+    + """
+if seq ~= tonumber(ARGV[2]) then return 0 end
+local p = redis.call('HMGET', KEYS[1], 'ptt', 'ptr', 'plast')
+redis.call('HSET', KEYS[1], 'tt', p[1], 'tr', p[2], 'last', p[3], 'seq', seq + 1)
+return 1
+"""
+)
+
+# ARGV: now, pause_t, pause_r (us), remaining_t, remaining_r ('' = none), cap_t, rate_t,
+# cap_r, rate_r
+_SYNC = (
+    _PRELUDE
+    + """
+local ct, rt, cr, rr = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+if ARGV[2] ~= '' then tt = math.max(tt, now + ct / rt + tonumber(ARGV[2])) end
+if ARGV[3] ~= '' then tr = math.max(tr, now + cr / rr + tonumber(ARGV[3])) end
+if ARGV[4] ~= '' then tt = math.max(tt, now + (ct - math.min(tonumber(ARGV[4]), ct)) / rt) end
+if ARGV[5] ~= '' then tr = math.max(tr, now + (cr - math.min(tonumber(ARGV[5]), cr)) / rr) end
+redis.call('HSET', KEYS[1], 'tt', tt, 'tr', tr, 'last', last, 'seq', seq + 1)
+keep(ct, rt, cr, rr)
+local lt, lr = levels(ct, rt, cr, rr)
+return {lt, lr}
+"""
+)
+
+# ARGV: now, cap_t, rate_t, cap_r, rate_r
+_PEEK = (
+    _PRELUDE
+    + """
+local lt, lr = levels(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+return {lt, lr, num(now), num(last)}
+"""
+)
+
+
+class _Unavailable(Exception):
+    """Redis failed or is waiting out its reconnect interval: use the local fallback."""
+
+
+def _float(raw: Any) -> float:
+    return float(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+class _RedisLimit(AbstractAsyncContextManager[Lease]):
+    """``async with limiter.limit(...)`` on Redis, or on the local fallback while it is down."""
+
+    __slots__ = ("_inner", "_lease", "_limiter", "_seq")
+
+    def __init__(self, limiter: RedisLimiter, tokens: float, requests: float) -> None:
+        self._limiter = limiter
+        self._lease = Lease(tokens, requests)
+        self._inner: AbstractAsyncContextManager[Lease] | None = None
+        self._seq = 0
+
+    async def __aenter__(self) -> Lease:
+        limiter = self._limiter
+        limiter._check(self._lease)
+        try:
+            self._seq = await limiter._reserve(self._lease)
+        except _Unavailable:
+            self._inner = limiter._local().limit(self._lease.tokens, self._lease.requests)  # type: ignore[arg-type]
+            limiter._fallback_calls += 1
+            return await self._inner.__aenter__()
+        return self._lease
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._inner is not None:
+            await self._inner.__aexit__(exc_type, exc, tb)
+            return
+        await self._limiter._settle(self._lease, exc)
+
+
+class RedisLimiter:
+    """A :class:`~llm_client.rate_limit.RateLimiter` whose budget is shared through Redis.
+
+    :param tokens_per_minute: the token budget shared by every process using ``key``.
+    :param requests_per_minute: the request budget shared likewise.
+    :param redis_url: the server (default: ``REDIS_URL``, else redis://127.0.0.1:6379/0).
+    :param key: names the shared budget; processes with the same key share one budget.
+    :param burst_seconds: seconds of budget that may go out at once (default 1 s).
+    :param clock: the local clock to sleep on (and for the fallback limiter).
+    :param fallback_share: the share of the budget this process uses while Redis is down
+        (default: one over the number of processes seen using the key in the last minute).
+    :param reconnect_interval: seconds between attempts to reach Redis while it is down.
+    :param connect_timeout: seconds to wait for a connection.
+    :param command_timeout: seconds to wait for a script's answer.
+    :param server_clock: tests only: take "now" from this clock instead of Redis ``TIME``.
+    """
+
+    def __init__(
+        self,
+        *,
+        tokens_per_minute: float,
+        requests_per_minute: float,
+        redis_url: str | None = None,
+        key: str = DEFAULT_KEY,
+        burst_seconds: float | None = None,
+        clock: Clock | None = None,
+        fallback_share: float | None = None,
+        reconnect_interval: float = 1.0,
+        connect_timeout: float = 1.0,
+        command_timeout: float = 2.0,
+        server_clock: Clock | None = None,
+    ) -> None:
+        self._configured_tpm = check_rate("tokens_per_minute", tokens_per_minute)
+        self._configured_rpm = check_rate("requests_per_minute", requests_per_minute)
+        self._tpm, self._rpm = self._configured_tpm, self._configured_rpm
+        self._burst_seconds = check_burst_seconds(burst_seconds)
+        if fallback_share is not None:
+            share = check_rate("fallback_share", fallback_share)
+            if share > 1:
+                raise ConfigurationError(f"fallback_share must be at most 1, got {share!r}")
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(f"key must be a non-empty string, got {key!r}")
+        self.url = redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+        self.key = key
+        # One hash tag, so both keys live in the same cluster slot.
+        self._keys = [f"{{{key}}}:state", f"{{{key}}}:members"]
+        self._member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._clock: Clock = clock if clock is not None else DEFAULT_CLOCK
+        self._server_clock = server_clock
+        self._fallback_share = fallback_share
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self.health = ServiceHealth(
+            "Redis", self.url, logger=logger, reconnect_interval=reconnect_interval, clock=clock
+        )
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._fallback: Limiter | None = None
+        self._closed = False
+        self._members = 0
+        self._level_tokens = self._cap_t()
+        self._level_requests = self._cap_r()
+        self._waiting = 0
+        self._in_flight = 0
+        self._queued_calls = 0
+        self._total_wait = 0.0
+        self._throttle_events = 0
+        self._admitted_tokens = 0.0
+        self._admitted_requests = 0.0
+        self._refunded_tokens = 0.0
+        self._refunded_requests = 0.0
+        self._charged_tokens = 0.0
+        self._fallback_calls = 0
+        self._lost_slots = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisLimiter(key={self.key!r}, tokens_per_minute={self._tpm:g}, "
+            f"requests_per_minute={self._rpm:g}, redis_up={self.health.up})"
+        )
+
+    # -- budget shape ------------------------------------------------------------------------
+
+    @property
+    def tokens_per_minute(self) -> float:
+        return self._tpm
+
+    @property
+    def requests_per_minute(self) -> float:
+        return self._rpm
+
+    def _cap_t(self) -> float:
+        return bucket_capacity(self._tpm, self._burst_seconds)
+
+    def _cap_r(self) -> float:
+        return bucket_capacity(self._rpm, self._burst_seconds)
+
+    def _shape(self) -> list[str]:
+        """Capacities and per-microsecond rates, as script arguments."""
+        return [
+            repr(self._cap_t()),
+            repr(self._tpm / 60e6),
+            repr(self._cap_r()),
+            repr(self._rpm / 60e6),
+        ]
+
+    def _now_arg(self) -> str:
+        return "" if self._server_clock is None else repr(self._server_clock.now() * 1e6)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = aioredis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=self._connect_timeout,
+                socket_timeout=self._command_timeout,
+                retry=Retry(NoBackoff(), 1),
+                health_check_interval=0,
+            )
+            for name, source in (
+                ("reserve", _RESERVE),
+                ("settle", _SETTLE),
+                ("cancel", _CANCEL),
+                ("sync", _SYNC),
+                ("peek", _PEEK),
+            ):
+                self._scripts[name] = self._client.register_script(source)
+        return self._client
+
+    async def _run(self, name: str, args: list[Any]) -> Any:
+        """Run one script atomically on the server; raise _Unavailable if Redis is down."""
+        if not self.health.should_try():
+            raise _Unavailable
+        client = self._redis()
+        try:
+            result = await self._scripts[name](keys=self._keys, args=args, client=client)
+        except _FAILURES as exc:
+            self.health.failed(exc)
+            raise _Unavailable from exc
+        if not self.health.up:
+            self._fallback = None  # the next outage starts with a fresh local share
+        self.health.succeeded()
+        return result
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed background write is already logged
+
+    def _local(self) -> Limiter:
+        """The fallback limiter, with this process's share of the budget."""
+        if self._fallback is None:
+            share = self._fallback_share or 1.0 / max(1, self._members)
+            self._fallback = Limiter(
+                self._tpm * share,
+                self._rpm * share,
+                burst_seconds=self._burst_seconds,
+                clock=self._clock,
+            )
+        return self._fallback
+
+    # -- acquiring ---------------------------------------------------------------------------
+
+    def limit(self, tokens: int, requests: int = 1) -> AbstractAsyncContextManager[Lease]:
+        """Wait until the shared budget admits the call; reconcile its usage on exit."""
+        return _RedisLimit(self, check_amount("tokens", tokens), check_amount("requests", requests))
+
+    def _check(self, lease: Lease) -> None:
+        if self._closed:
+            raise RuntimeError("this rate limiter is closed")
+        if lease.tokens > self._tpm:
+            raise RequestTooLargeError(
+                f"the call needs {lease.tokens:g} tokens but the limit is {self._tpm:g} tokens "
+                "per minute, so it can never run; shorten the input or max_tokens, or raise "
+                "tokens_per_minute"
+            )
+        if lease.requests > self._rpm:
+            raise RequestTooLargeError(
+                f"the call needs {lease.requests:g} requests but the limit is {self._rpm:g} "
+                "requests per minute, so it can never run"
+            )
+
+    async def _reserve(self, lease: Lease) -> int:
+        """Reserve the call's slot in the shared schedule and sleep until it comes."""
+        args = [self._now_arg(), repr(lease.tokens), repr(lease.requests), *self._shape()]
+        args.append(self._member)
+        async with self._lock:  # this process's callers reserve in arrival order
+            task = self._spawn(self._run("reserve", args))
+            try:
+                reply = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                task.add_done_callback(self._undo_when_done)
+                raise
+        at, now, seq = _float(reply[0]), _float(reply[1]), int(reply[2])
+        self._members = int(reply[3])
+        self._level_tokens, self._level_requests = _float(reply[4]), _float(reply[5])
+        lease.admitted_at = at / 1e6
+        wait = (at - now) / 1e6
+        if wait > 0:
+            self._waiting += 1
+            self._queued_calls += 1
+            try:
+                await self._clock.sleep(wait)
+            except asyncio.CancelledError:
+                self._spawn(self._cancel(seq))
+                raise
+            finally:
+                self._waiting -= 1
+            self._total_wait += wait
+        self._in_flight += 1
+        self._admitted_tokens += lease.tokens
+        self._admitted_requests += lease.requests
+        return seq
+
+    def _undo_when_done(self, task: asyncio.Task[Any]) -> None:
+        """A caller was cancelled while its reservation was on the wire: undo it once it lands."""
+        if not task.cancelled() and task.exception() is None:
+            self._spawn(self._cancel(int(task.result()[2])))
+
+    async def _cancel(self, seq: int) -> None:
+        try:
+            undone = await self._run("cancel", [self._now_arg(), seq])
+        except _Unavailable:
+            return
+        if not undone:
+            self._lost_slots += 1
+
+    async def _settle(self, lease: Lease, exc: BaseException | None) -> None:
+        self._in_flight -= 1
+        token_delta, request_delta = lease.settlement(exc)
+        if not token_delta and not request_delta:
+            return
+        if token_delta < 0:
+            self._refunded_tokens -= token_delta
+        else:
+            self._charged_tokens += token_delta
+        self._refunded_requests -= request_delta
+        args = [self._now_arg(), repr(-token_delta), repr(-request_delta), *self._shape()]
+        task = self._spawn(self._run("settle", args))
+        try:
+            reply = await asyncio.shield(task)
+        except _Unavailable:
+            return  # Redis is down: the estimate stands (the fallback takes over from here)
+        self._level_tokens, self._level_requests = _float(reply[2]), _float(reply[3])
+        self._settled(_float(reply[0]) / 1e6, -token_delta, -request_delta)
+
+    def _settled(self, at: float, credit_tokens: float, credit_requests: float) -> None:
+        """Hook: a reconciliation took effect at ``at`` (server seconds); for subclasses."""
+
+    # -- learning from the server --------------------------------------------------------------
+
+    def update_from_headers(self, headers: Mapping[str, str], *, status: int | None = None) -> None:
+        """Apply a response's rate-limit headers to the shared budget (see the local Limiter).
+
+        ``limit-*`` lower than configured lowers this process's view of the budget;
+        ``remaining-*`` and a 429's pause are written to Redis in the background.
+        """
+        info = RateLimitHeaders.parse(headers)
+        if info.limit_tokens:
+            self._tpm = min(self._configured_tpm, info.limit_tokens)
+        if info.limit_requests:
+            self._rpm = min(self._configured_rpm, info.limit_requests)
+        pause_t = pause_r = ""
+        if status == 429:
+            self._throttle_events += 1
+            tokens_out, requests_out = info.exhausted()
+            if tokens_out:
+                pause_t = repr(info.pause_seconds(tokens=True) * 1e6)
+            if requests_out:
+                pause_r = repr(info.pause_seconds(tokens=False) * 1e6)
+        if self._fallback is not None:
+            self._fallback.update_from_headers(headers, status=status)
+        # A remaining count at or above the burst cannot lower the level: no round trip.
+        rt, rr = info.remaining_tokens, info.remaining_requests
+        rem_t = repr(rt) if rt is not None and rt < self._cap_t() else ""
+        rem_r = repr(rr) if rr is not None and rr < self._cap_r() else ""
+        if pause_t or pause_r or rem_t or rem_r:
+            args = [self._now_arg(), pause_t, pause_r, rem_t, rem_r, *self._shape()]
+            self._spawn(self._sync(args))
+
+    async def _sync(self, args: list[str]) -> None:
+        try:
+            reply = await self._run("sync", args)
+        except _Unavailable:
+            return
+        self._level_tokens, self._level_requests = _float(reply[0]), _float(reply[1])
+
+    async def flush(self) -> None:
+        """Wait until every background write (header syncs, cancellations) has landed."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def levels(self) -> tuple[float, float]:
+        """The shared levels now (tokens, requests), read from Redis."""
+        reply = await self._run("peek", [self._now_arg(), *self._shape()])
+        self._level_tokens, self._level_requests = _float(reply[0]), _float(reply[1])
+        return self._level_tokens, self._level_requests
+
+    # -- observing -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, float | int]:
+        """This process's view: last known shared levels, its waiters, waits and totals."""
+        return {
+            "level_tokens": self._level_tokens,
+            "level_requests": self._level_requests,
+            "capacity_tokens": self._cap_t(),
+            "capacity_requests": self._cap_r(),
+            "tokens_per_minute": self._tpm,
+            "requests_per_minute": self._rpm,
+            "waiters": self._waiting,
+            "in_flight": self._in_flight,
+            "queued_calls": self._queued_calls,
+            "total_wait_seconds": self._total_wait,
+            "throttle_events": self._throttle_events,
+            "admitted_tokens": self._admitted_tokens,
+            "admitted_requests": self._admitted_requests,
+            "refunded_tokens": self._refunded_tokens,
+            "refunded_requests": self._refunded_requests,
+            "charged_tokens": self._charged_tokens,
+            "processes": self._members,
+            "redis_up": int(self.health.up),
+            "redis_failures": self.health.failures,
+            "fallback_calls": self._fallback_calls,
+            "lost_slots": self._lost_slots,
+        }
+
+    async def aclose(self) -> None:
+        """Finish background writes and close the connection."""
+        self._closed = True
+        await self.flush()
+        if self._fallback is not None:
+            await self._fallback.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
