@@ -20,7 +20,7 @@ from typing import Any
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock, MonotonicClock
 from llm_client.exceptions import CacheUnavailableError, ConfigurationError
-from llm_client.health import ServiceDown, ServiceHealth, coerce_options
+from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
 
 from ._codec import decode, encode, resolve_codec
 from ._redis_mirror import RedisMirror
@@ -52,17 +52,6 @@ def _resolve(value: Any, env: str, argument: str, backend: str) -> str:
         f" or set the {env} environment variable"
     )
 
-
-def _positive(value: Any, name: str, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name}={value!r} is not a number of seconds") from None
-    if number <= 0:
-        raise ConfigurationError(f"{name}={value!r} must be positive")
-    return number
 
 
 class PostgresCache:
@@ -121,8 +110,8 @@ class PostgresCache:
         )
         self.codec = resolve_codec(compression)
         self.compression_min_bytes = int(compression_min_bytes)
-        self.ttl = _positive(ttl, "ttl", allow_none=True)
-        self.redis_ttl = _positive(redis_ttl_seconds, "redis_ttl_seconds", allow_none=True)
+        self.ttl = seconds_option(ttl, "ttl")
+        self.redis_ttl = seconds_option(redis_ttl_seconds, "redis_ttl_seconds")
         self.purge_interval = float(purge_interval)
         if pg_pool_max_size < 1 or pg_pool_min_size < 0 or pg_pool_min_size > pg_pool_max_size:
             raise ConfigurationError(
