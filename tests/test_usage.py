@@ -54,3 +54,12 @@ def test_sum_and_saved():
 def test_garbage_is_tolerated():
     u = parse_usage({"prompt_tokens": "x", "completion_tokens": None, "prompt_tokens_details": 3})
     assert u == Usage()
+
+
+def test_to_dict_has_every_field_and_the_total():
+    from dataclasses import fields
+
+    u = parse_usage({"prompt_tokens": 3, "completion_tokens": 2}, GPT5Nano)
+    d = u.to_dict()
+    assert set(d) == {f.name for f in fields(Usage)} | {"total_cost"}
+    assert d["total_cost"] == u.total_cost

@@ -234,9 +234,14 @@ EXCLUDED_PARAMS: frozenset[str] = TRANSPORT_PARAMS | BOOKKEEPING_PARAMS
 _MAX_DEPTH = 256
 
 
+_PLAIN_TYPES = frozenset({str, int, float, bool, dict, list, type(None)})
+
+
 def _omitted(value: Any) -> bool:
     """The SDK's "not given" sentinels (``openai.NOT_GIVEN``, ``openai.omit``)."""
     cls = type(value)
+    if cls in _PLAIN_TYPES:
+        return False
     return cls.__name__ in ("NotGiven", "Omit") and cls.__module__.startswith("openai")
 
 
@@ -251,7 +256,20 @@ def _canon(value: Any, depth: int = 0) -> Any:
     """
     if depth > _MAX_DEPTH:
         raise TypeError("request parameters are nested too deeply to derive a cache key")
-    if value is None or isinstance(value, (bool, str)):
+    # Fast paths for the exact builtin types that make up nearly every request (messages are
+    # dicts of strings); subclasses and everything else take the general route below.
+    kind = type(value)
+    if kind is str or kind is bool or kind is int or value is None:
+        return value
+    if kind is dict:
+        return {
+            (k if type(k) is str else str(k)): _canon(v, depth + 1)
+            for k, v in value.items()
+            if not _omitted(v)
+        }
+    if kind is list:
+        return [_canon(v, depth + 1) for v in value]
+    if isinstance(value, (bool, str)):
         return value.value if isinstance(value, enum.Enum) else value
     if isinstance(value, int):
         return int(value)

@@ -10,11 +10,11 @@ way back. The chain is compiled once (a reversed fold) when a client is built.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
+from ._replace import fast_replace
 from .exceptions import ConfigurationError
 from .models import ModelProfile
 from .result import LLMResult
@@ -82,7 +82,7 @@ class Call:
     context: dict[str, object] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Call:
-        return dataclasses.replace(self, **changes)
+        return fast_replace(self, changes)
 
 
 @runtime_checkable

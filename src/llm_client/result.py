@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._replace import fast_replace
 from .exceptions import LLMClientError, error_for_status
 from .usage import Usage
 
@@ -44,7 +44,7 @@ class LLMResult:
         return self.status < 400
 
     def replace(self, **changes: Any) -> LLMResult:
-        return dataclasses.replace(self, **changes)
+        return fast_replace(self, changes)
 
     def to_dict(self) -> dict[str, Any]:
         """The seed's result dict: ``params, output, usage, status, error, identifier`` and more."""

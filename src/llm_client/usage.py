@@ -10,8 +10,10 @@ embeddings report only ``prompt_tokens``. :func:`parse_usage` reads all three, t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
+
+from ._replace import fast_replace
 
 if TYPE_CHECKING:
     from .models import ModelProfile
@@ -58,23 +60,39 @@ class Usage:
 
     def as_saved(self) -> Usage:
         """The same tokens, reported as not spent: costs move into ``saved_cost``."""
-        return replace(
+        return fast_replace(
             self,
-            input_cost=0.0,
-            cached_input_cost=0.0,
-            output_cost=0.0,
-            saved_cost=self.total_cost + self.saved_cost,
+            {
+                "input_cost": 0.0,
+                "cached_input_cost": 0.0,
+                "output_cost": 0.0,
+                "saved_cost": self.total_cost + self.saved_cost,
+            },
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["total_cost"] = self.total_cost
-        return out
+        # Written out rather than dataclasses.asdict(): this runs on every result, and
+        # asdict's recursive deep copy costs more than the rest of a cache hit's bookkeeping.
+        return {
+            "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "output_tokens": self.output_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "total_tokens": self.total_tokens,
+            "input_cost": self.input_cost,
+            "cached_input_cost": self.cached_input_cost,
+            "output_cost": self.output_cost,
+            "saved_cost": self.saved_cost,
+            "total_cost": self.total_cost,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
-        fields = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in fields})
+        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
+
+
+_FIELDS = frozenset(f.name for f in fields(Usage))
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -128,9 +146,11 @@ def price(usage: Usage, profile: ModelProfile, *, batch: bool = False) -> Usage:
     per_in, per_cached, per_out = profile.usage_costs.per_token()
     factor = BATCH_DISCOUNT if batch else 1.0
     uncached = usage.input_tokens - usage.cached_input_tokens
-    return replace(
+    return fast_replace(
         usage,
-        input_cost=uncached * per_in * factor,
-        cached_input_cost=usage.cached_input_tokens * per_cached * factor,
-        output_cost=usage.output_tokens * per_out * factor,
+        {
+            "input_cost": uncached * per_in * factor,
+            "cached_input_cost": usage.cached_input_tokens * per_cached * factor,
+            "output_cost": usage.output_tokens * per_out * factor,
+        },
     )
