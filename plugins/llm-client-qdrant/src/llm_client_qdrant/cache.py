@@ -317,14 +317,21 @@ class QdrantCache:
             ],
         )
 
+    async def _drop_vectors(
+        self, client: AsyncQdrantClient, pid: str, *, keep: str | None = None
+    ) -> None:
+        """Remove point ``pid`` from every vector collection except ``keep``."""
+        selector = models.PointIdsList(points=[pid])
+        for name in await self._vector_collections(client):
+            if name != keep:
+                await client.delete(name, points_selector=selector)
+
     async def _delete_everywhere(self, client: AsyncQdrantClient, key: str) -> bool:
         pid = point_id(key)
         await self._ensure(client, self.collection, None)
         found = await client.retrieve(self.collection, ids=[pid], with_payload=False)
-        selector = models.PointIdsList(points=[pid])
-        await client.delete(self.collection, points_selector=selector)
-        for name in await self._vector_collections(client):
-            await client.delete(name, points_selector=selector)
+        await client.delete(self.collection, points_selector=models.PointIdsList(points=[pid]))
+        await self._drop_vectors(client, pid)
         return bool(found)
 
     # -- CacheBackend ---------------------------------------------------------------------------
@@ -355,10 +362,14 @@ class QdrantCache:
 
         async def op(client: AsyncQdrantClient) -> None:
             await self._ensure(client, self.collection, None)
+            pid = point_id(entry.key)
             await client.upsert(
                 self.collection,
-                points=[models.PointStruct(id=point_id(entry.key), vector={}, payload=payload)],
+                points=[models.PointStruct(id=pid, vector={}, payload=payload)],
             )
+            # An older version of this entry may still have a prompt vector; it must not go
+            # on answering similar prompts with the answer this one replaced.
+            await self._drop_vectors(client, pid)
 
         await self._call("store the entry", op)
         self._counters["puts"] += 1
@@ -390,6 +401,7 @@ class QdrantCache:
             await client.upsert(
                 name, points=[models.PointStruct(id=pid, vector=list(vector), payload=payload)]
             )
+            await self._drop_vectors(client, pid, keep=name)  # e.g. the embedding model changed
 
         await self._call("store the entry", op)
         self._counters["puts"] += 1
