@@ -635,3 +635,14 @@ async def test_redis_stopped_and_restarted_mid_run(
     assert (await backend.get("a")) is not None
     stats = await backend.stats()
     assert stats["redis_up"] is True and stats["redis_hits"] == 2
+
+
+async def test_identifier_longer_than_the_index_allows_is_cached(backend: PostgresCache) -> None:
+    key = "user-identifier-" + "x" * 5000
+    await backend.put(_entry(key, output="long"))
+    got = await backend.get(key)
+    assert got is not None and got.key == key and got.value["output"] == "long"
+    exported = [e.key async for e in backend.export()]
+    assert key in exported
+    assert await backend.delete(key)
+    assert await backend.get(key) is None

@@ -14,7 +14,20 @@ import asyncpg
 from llm_client.exceptions import ConfigurationError
 from llm_client.health import ServiceDown, ServiceHealth
 
-__all__ = ["PostgresStore", "Row", "validate_table_name"]
+__all__ = ["PostgresStore", "Row", "row_key", "validate_table_name"]
+
+#: Longest key stored as it is. A B-tree index entry must fit in a third of a page (about
+#: 2,700 bytes), so a longer explicit identifier is stored under its SHA-256 instead of being
+#: refused by the server; the entry itself still carries the full key.
+MAX_KEY_BYTES = 512
+
+
+def row_key(key: str) -> str:
+    """The primary-key value of ``key`` in the table."""
+    raw = key.encode("utf-8")
+    if len(raw) <= MAX_KEY_BYTES:
+        return key
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 T = TypeVar("T")
 
@@ -232,12 +245,12 @@ class PostgresStore:
         """The stored row of ``key``; an expired row is deleted and reported as absent."""
 
         async def op(conn: Any) -> Row | None:
-            rec = await conn.fetchrow(self._get_sql, key)
+            rec = await conn.fetchrow(self._get_sql, row_key(key))
             if rec is None:
                 return None
             remaining = rec["remaining"]
             if remaining is not None and remaining <= 0:
-                await conn.execute(self._delete_expired_sql, key)
+                await conn.execute(self._delete_expired_sql, row_key(key))
                 return None
             return Row(bytes(rec["data"]), rec["codec"], remaining)
 
@@ -257,14 +270,14 @@ class PostgresStore:
     ) -> None:
         async def op(conn: Any) -> None:
             await conn.execute(
-                self._put_sql, key, data, codec, model, operation, scope, created_at, ttl
+                self._put_sql, row_key(key), data, codec, model, operation, scope, created_at, ttl
             )
 
         await self.run(op)
 
     async def delete(self, key: str) -> bool:
         async def op(conn: Any) -> str:
-            return str(await conn.execute(self._delete_sql, key))
+            return str(await conn.execute(self._delete_sql, row_key(key)))
 
         return _affected(await self.run(op)) > 0
 
