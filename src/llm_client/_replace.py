@@ -1,8 +1,8 @@
-"""A faster ``dataclasses.replace`` for the frozen value types on the request path.
+"""A faster ``dataclasses.replace`` for the frozen, slotted value types on the request path.
 
 ``dataclasses.replace`` rebuilds the keyword arguments of every field and runs ``__init__``;
-on a cache hit that was a measurable share of the whole call. Frozen dataclasses that run no
-``__post_init__`` can be copied field by field instead.
+on a cache hit that was a measurable share of the whole call. A slotted dataclass that runs no
+``__post_init__`` can be copied slot by slot through its member descriptors instead.
 """
 
 from __future__ import annotations
@@ -11,19 +11,24 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
-_FIELDS: dict[type, tuple[str, ...]] = {}
+_SLOTS: dict[type, tuple[tuple[tuple[str, Any], ...], frozenset[str]]] = {}
+
+
+def _slots_of(cls: type) -> tuple[tuple[tuple[str, Any], ...], frozenset[str]]:
+    names = [f.name for f in fields(cls)]
+    slots = tuple((name, cls.__dict__[name]) for name in names)  # member descriptors
+    found = _SLOTS[cls] = (slots, frozenset(names))
+    return found
 
 
 def fast_replace(obj: _T, changes: dict[str, Any]) -> _T:
-    """A copy of the frozen dataclass ``obj`` with ``changes`` applied."""
+    """A copy of the frozen, slotted dataclass ``obj`` with ``changes`` applied."""
     cls = type(obj)
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
-    unknown = changes.keys() - set(names)
-    if unknown:
-        raise TypeError(f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
+    slots, names = _SLOTS.get(cls) or _slots_of(cls)
+    if not names.issuperset(changes):
+        unknown = ", ".join(sorted(set(changes) - names))
+        raise TypeError(f"{cls.__name__} has no field(s) {unknown}")
     new = object.__new__(cls)
-    for name in names:
-        object.__setattr__(new, name, changes[name] if name in changes else getattr(obj, name))
+    for name, slot in slots:
+        slot.__set__(new, changes[name] if name in changes else slot.__get__(obj, cls))
     return new
