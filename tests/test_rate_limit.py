@@ -113,8 +113,12 @@ def test_bucket_refills_up_to_capacity_and_keeps_debt():
     assert bucket.level == 20
     bucket.lower_to(50)  # never raises
     assert bucket.level == 20
+    # a smaller budget: the level scales down, so the bucket is full again no sooner (8 s)
     bucket.reconfigure(10, 1)
-    assert (bucket.capacity, bucket.rate, bucket.level) == (10, 1, 10)
+    assert (bucket.capacity, bucket.rate) == (10, 1)
+    assert bucket.level == pytest.approx(2)
+    bucket.reconfigure(100, 10)  # a larger one never raises the level
+    assert bucket.level == pytest.approx(2)
 
 
 # --- admission ----------------------------------------------------------------------------------
@@ -520,12 +524,75 @@ async def test_headers_lower_the_limit_and_resync_remaining():
     assert stats["tokens_per_minute"] == 150_000
     assert stats["requests_per_minute"] == 60
     assert stats["capacity_tokens"] == 2500
-    assert stats["level_tokens"] == 1000
+    # 1000 of a 33,333 burst: the same time to full (0.97 s) at 2500 tokens/s
+    assert stats["level_tokens"] == pytest.approx(75)
     limiter.update_from_headers({"x-ratelimit-limit-tokens": "9000000"})  # never above config
     assert limiter.stats()["tokens_per_minute"] == 2_000_000
     with pytest.raises(RequestTooLargeError):
         async with limiter.limit(1, 6000):
             pass
+
+
+async def test_a_lower_limit_does_not_refill_the_bucket_for_a_large_request():
+    """Regression (property test): a limit header used to cap the level at the new, smaller
+    burst, so the bucket counted as full and a waiter larger than the new burst went out at
+    once: 150 + 151 tokens in the same instant, over max(burst, largest) + rate * w = 300."""
+    limiter, clock = make(tpm=6000, rpm=6, burst_seconds=2.0)  # 200-token burst, 100/s
+    admitted: list[tuple[float, int]] = []
+    release = asyncio.Event()
+
+    async def call(tokens: int) -> None:
+        async with limiter.limit(tokens, 0):
+            admitted.append((clock.now(), tokens))
+            await release.wait()
+
+    first = asyncio.create_task(call(150))
+    await settle()
+    assert admitted == [(0.0, 150)]
+    second = asyncio.create_task(call(151))  # waits for 151 tokens: 1.01 s
+    await settle()
+    limiter.update_from_headers({"x-ratelimit-limit-tokens": "300"})  # 10-token burst, 5/s
+    await settle()
+    stats = limiter.stats()
+    assert (stats["capacity_tokens"], stats["tokens_per_minute"]) == (10, 300)
+    assert stats["level_tokens"] == pytest.approx(2.5)  # 50 of 200 -> 2.5 of 10, not 10
+    assert admitted == [(0.0, 150)]  # not admitted on a bucket "full" at once
+    clock.advance(1.49)
+    await settle()
+    assert len(admitted) == 1
+    clock.advance(0.01 + 1e-6)  # full again when it would have been under the old budget
+    await settle()
+    assert admitted == [(0.0, 150), (pytest.approx(1.5, abs=1e-5), 151)]
+    release.set()
+    await asyncio.gather(first, second)
+
+
+async def test_a_refund_after_a_lower_limit_counts_at_the_old_rate():
+    """A call admitted under the configured budget and settled after a limit header lowered
+    it gives back its unused tokens in proportion (their time at the old rate): given back
+    in full, they would fill the small new bucket, and a request larger than it would go out
+    at once: 200 - 190 + 300 = 310 tokens in an instant, over max(burst, largest) = 300."""
+    limiter, clock = make(tpm=6000, rpm=600, burst_seconds=2.0)  # 200-token burst, 100/s
+    async with limiter.limit(200, 0) as lease:
+        limiter.update_from_headers({"x-ratelimit-limit-tokens": "300"})  # 10 burst, 5/s
+        assert limiter.stats()["level_tokens"] == 0
+        lease.record(10)
+    stats = limiter.stats()
+    assert stats["refunded_tokens"] == 190
+    assert stats["level_tokens"] == pytest.approx(190 * 5 / 100)  # 9.5, not a full 10
+    admitted: list[float] = []
+
+    async def large() -> None:
+        async with limiter.limit(300, 0):
+            admitted.append(clock.now())
+
+    task = asyncio.create_task(large())
+    await settle()
+    assert admitted == []
+    clock.advance(0.1 + 1e-6)
+    await settle()
+    assert admitted == [pytest.approx(0.1, abs=1e-5)]
+    await task
 
 
 async def test_429_pauses_only_the_exhausted_dimension_and_does_not_compound():

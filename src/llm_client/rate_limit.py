@@ -146,7 +146,7 @@ class TokenBucket:
     than the burst waits for a full bucket rather than forever.
     """
 
-    __slots__ = ("_capacity", "_clock", "_level", "_rate", "_updated")
+    __slots__ = ("_capacity", "_clock", "_level", "_rate", "_scale", "_updated")
 
     def __init__(
         self,
@@ -161,6 +161,7 @@ class TokenBucket:
         self._clock = clock if clock is not None else DEFAULT_CLOCK
         self._level = self._capacity if level is None else min(float(level), self._capacity)
         self._updated = self._clock.now()
+        self._scale = 1.0
 
     def __repr__(self) -> str:
         return (
@@ -176,6 +177,13 @@ class TokenBucket:
     def rate(self) -> float:
         """Refill per second."""
         return self._rate
+
+    @property
+    def scale(self) -> float:
+        """What a unit taken now is worth in the units of the original rate (1.0 until the
+        rate is lowered; each lowering multiplies it by new rate / old rate). See
+        :meth:`refund`."""
+        return self._scale
 
     @property
     def level(self) -> float:
@@ -218,9 +226,17 @@ class TokenBucket:
         self._level -= amount
         return True
 
-    def refund(self, amount: float) -> float:
-        """Give back ``amount`` (capped at capacity); return how much the level rose."""
+    def refund(self, amount: float, *, scale: float | None = None) -> float:
+        """Give back ``amount`` (capped at capacity); return how much the level rose.
+
+        ``scale`` is :attr:`scale` when the amount was taken: if the rate was lowered since,
+        the amount is given back in proportion (``amount * scale_now / scale``), as the time
+        it stood for at the old rate, since it was spent under the old budget (a full refund
+        at the new, slower rate would count as more than was taken).
+        """
         self._refill(self._clock.now())
+        if scale is not None and self._scale < scale:
+            amount *= self._scale / scale
         before = self._level
         level = before + amount
         self._level = level if level < self._capacity else self._capacity
@@ -238,11 +254,30 @@ class TokenBucket:
             self._level = level
 
     def reconfigure(self, capacity: float, rate: float) -> None:
-        """Change capacity and rate from now on (the level is kept, capped at the capacity)."""
+        """Change capacity and rate from now on; a lower budget does not refill the bucket.
+
+        A positive level is lowered (never raised) so that the time until the bucket is full
+        keeps what it was: with a capacity proportional to the rate, it keeps the same
+        fraction of the burst. Merely capping it at a smaller capacity would count what was
+        just spent under the old budget as refilled, and a request larger than the new burst
+        (admitted on a full bucket) could go out at once, over the window bound. A debt is
+        kept as it is (at a lower rate it takes longer to wait out), as is a level under a
+        larger capacity. A lower rate also lowers :attr:`scale`, so a later refund of what
+        was taken before counts for its time at the old rate, not for more.
+        """
         self._refill(self._clock.now())
-        self._capacity = check_rate("capacity", capacity)
-        self._rate = check_rate("rate", rate)
-        self._level = min(self._level, self._capacity)
+        capacity = check_rate("capacity", capacity)
+        rate = check_rate("rate", rate)
+        level = self._level
+        if level > 0:
+            # The level that leaves the same time to full at the new rate, but no debt.
+            same_wait = capacity - (self._capacity - level) * (rate / self._rate)
+            level = min(level, max(0.0, same_wait))
+        if rate < self._rate:
+            self._scale *= rate / self._rate
+        self._capacity = capacity
+        self._rate = rate
+        self._level = min(level, capacity)
 
 
 # --- leases -----------------------------------------------------------------------------------
@@ -455,7 +490,7 @@ class RateLimitHeaders:
 class _Waiter:
     __slots__ = ("enqueued", "future", "lease")
 
-    def __init__(self, lease: Lease, future: asyncio.Future[None], enqueued: float) -> None:
+    def __init__(self, lease: _LocalLease, future: asyncio.Future[None], enqueued: float) -> None:
         self.lease = lease
         self.future = future
         self.enqueued = enqueued
@@ -464,7 +499,7 @@ class _Waiter:
 class _LocalLease(Lease, AbstractAsyncContextManager[Lease]):
     """The lease of a :class:`Limiter`, and the ``async with`` that takes and settles it."""
 
-    __slots__ = ("_limiter",)
+    __slots__ = ("_limiter", "_scale_requests", "_scale_tokens")
 
     def __init__(self, limiter: Limiter, tokens: float, requests: float) -> None:
         self.tokens = tokens
@@ -473,6 +508,10 @@ class _LocalLease(Lease, AbstractAsyncContextManager[Lease]):
         self._used = None
         self._refunded = False
         self._limiter = limiter
+        # The buckets' scales when admitted: refunds after a lower limit are given back in
+        # proportion (TokenBucket.refund).
+        self._scale_tokens = 1.0
+        self._scale_requests = 1.0
 
     async def __aenter__(self) -> Lease:
         limiter = self._limiter
@@ -602,7 +641,7 @@ class Limiter:
                 "requests per minute, so it can never run"
             )
 
-    def _try_admit(self, lease: Lease) -> bool:
+    def _try_admit(self, lease: _LocalLease) -> bool:
         """The fast path: admit at once if nobody waits and both buckets allow it."""
         tokens, requests = lease.tokens, lease.requests
         if self._closed or tokens > self._tpm or requests > self._rpm:
@@ -613,7 +652,7 @@ class Limiter:
         self._admit(lease, now)
         return True
 
-    async def _acquire(self, lease: Lease) -> None:
+    async def _acquire(self, lease: _LocalLease) -> None:
         if self._closed:
             raise RuntimeError("this rate limiter is closed")
         self._check_size(lease.tokens, lease.requests)
@@ -643,21 +682,23 @@ class Limiter:
                 self._dispatch()
             raise
 
-    def _admit(self, lease: Lease, now: float) -> None:
+    def _admit(self, lease: _LocalLease, now: float) -> None:
         """Take the lease's amounts from both buckets (already refilled to ``now``)."""
         self._tokens._level -= lease.tokens
         self._requests._level -= lease.requests
+        lease._scale_tokens = self._tokens._scale
+        lease._scale_requests = self._requests._scale
         self._admitted_tokens += lease.tokens
         self._admitted_requests += lease.requests
         self._in_flight += 1
         lease.admitted_at = now
 
-    def _give_back(self, lease: Lease) -> None:
+    def _give_back(self, lease: _LocalLease) -> None:
         self._in_flight -= 1
         self._refunded_tokens += lease.tokens
         self._refunded_requests += lease.requests
-        self._tokens.refund(lease.tokens)
-        self._requests.refund(lease.requests)
+        self._tokens.refund(lease.tokens, scale=lease._scale_tokens)
+        self._requests.refund(lease.requests, scale=lease._scale_requests)
         if self._live:
             self._dispatch()
 
@@ -714,19 +755,19 @@ class Limiter:
 
     # -- releasing ---------------------------------------------------------------------------
 
-    def _settle(self, lease: Lease, exc: BaseException | None) -> None:
+    def _settle(self, lease: _LocalLease, exc: BaseException | None) -> None:
         token_delta, request_delta = lease.settlement(exc)
         self._in_flight -= 1
         freed = False
         if token_delta < 0:
             self._refunded_tokens += -token_delta
-            freed = self._tokens.refund(-token_delta) > 0 or freed
+            freed = self._tokens.refund(-token_delta, scale=lease._scale_tokens) > 0 or freed
         elif token_delta > 0:
             self._charged_tokens += token_delta
             self._tokens.charge(token_delta)
         if request_delta < 0:
             self._refunded_requests += -request_delta
-            freed = self._requests.refund(-request_delta) > 0 or freed
+            freed = self._requests.refund(-request_delta, scale=lease._scale_requests) > 0 or freed
         if freed and self._live:
             self._dispatch()
 
@@ -735,7 +776,9 @@ class Limiter:
     def update_from_headers(self, headers: Mapping[str, str], *, status: int | None = None) -> None:
         """Learn from a response's ``x-ratelimit-*`` headers (and a 429's retry-after).
 
-        * ``limit-*`` lower than configured lowers the budget (never above the configured).
+        * ``limit-*`` lower than configured lowers the budget (never above the configured),
+          and a positive level with it, so the bucket is not full sooner than it would have
+          been (see :meth:`TokenBucket.reconfigure`).
         * ``remaining-*`` lower than the local level lowers the level (a re-sync).
         * ``status=429`` pauses only the exhausted dimension for ``retry-after-ms`` /
           ``retry-after`` (else that dimension's ``reset-*``, at most 60 s, else 1 s):

@@ -185,17 +185,19 @@ def _float(raw: Any) -> float:
 class _RedisLimit(AbstractAsyncContextManager[Lease]):
     """``async with limiter.limit(...)`` on Redis, or on the local fallback while it is down."""
 
-    __slots__ = ("_inner", "_lease", "_limiter", "_seq")
+    __slots__ = ("_inner", "_lease", "_limiter", "_rates", "_seq")
 
     def __init__(self, limiter: RedisLimiter, tokens: float, requests: float) -> None:
         self._limiter = limiter
         self._lease = Lease(tokens, requests)
         self._inner: AbstractAsyncContextManager[Lease] | None = None
         self._seq = 0
+        self._rates = (limiter._tpm, limiter._rpm)  # the budget the reservation is made in
 
     async def __aenter__(self) -> Lease:
         limiter = self._limiter
         limiter._check(self._lease)
+        self._rates = (limiter._tpm, limiter._rpm)
         try:
             self._seq = await limiter._reserve(self._lease)
         except _Unavailable:
@@ -213,7 +215,7 @@ class _RedisLimit(AbstractAsyncContextManager[Lease]):
         if self._inner is not None:
             await self._inner.__aexit__(exc_type, exc, tb)
             return
-        await self._limiter._settle(self._lease, exc)
+        await self._limiter._settle(self._lease, exc, self._rates)
 
 
 class RedisLimiter:
@@ -452,7 +454,10 @@ class RedisLimiter:
         if not undone:
             self._lost_slots += 1
 
-    async def _settle(self, lease: Lease, exc: BaseException | None) -> None:
+    async def _settle(
+        self, lease: Lease, exc: BaseException | None, rates: tuple[float, float] | None = None
+    ) -> None:
+        """Reconcile a finished call reserved when the budget was ``rates`` (tpm, rpm)."""
         self._in_flight -= 1
         token_delta, request_delta = lease.settlement(exc)
         if not token_delta and not request_delta:
@@ -462,7 +467,16 @@ class RedisLimiter:
         else:
             self._charged_tokens += token_delta
         self._refunded_requests -= request_delta
-        args = [self._now_arg(), repr(-token_delta), repr(-request_delta), *self._shape()]
+        credit_t, credit_r = -token_delta, -request_delta
+        if rates is not None:
+            # A limit lowered since the reservation: a refund gives back the time it took at
+            # the old rate, not that many tokens at the new, slower one (which could fill the
+            # smaller bucket at once and let a large request through over the window bound).
+            if credit_t > 0 and self._tpm < rates[0]:
+                credit_t *= self._tpm / rates[0]
+            if credit_r > 0 and self._rpm < rates[1]:
+                credit_r *= self._rpm / rates[1]
+        args = [self._now_arg(), repr(credit_t), repr(credit_r), *self._shape()]
         task = self._spawn(self._run("settle", args))
         try:
             reply = await asyncio.shield(task)
