@@ -204,7 +204,3 @@ class Pipeline:
             if isinstance(step, kind):
                 return step
         return None
-
-
-def describe(steps: Mapping[str, Middleware]) -> str:  # pragma: no cover - debugging aid
-    return " -> ".join(steps)
