@@ -532,32 +532,31 @@ class OpenAIClient:
 
     # --- lifecycle and observability ------------------------------------------------------
 
-    def _step(self, kind: type[Any]) -> Any:
-        return self.pipeline.find(kind)
-
-    def _attribute(self, name: str) -> Any:
+    def _step_with(self, attribute: str) -> Any:
+        """The first step that has ``attribute`` set (duck-typed, so custom steps count)."""
         for _, step in self.pipeline:
-            value = getattr(step, name, None)
-            if value is not None:
-                return value
+            if getattr(step, attribute, None) is not None:
+                return step
         return None
 
     @property
     def cache(self) -> Any:
         """The cache backend of the pipeline's cache step, or ``None``."""
-        return self._attribute("backend")
+        step = self._step_with("backend")
+        return step.backend if step is not None else None
 
     @property
     def limiter(self) -> Any:
         """The rate limiter of the pipeline's limit step, or ``None``."""
-        return self._attribute("limiter")
+        step = self._step_with("limiter")
+        return step.limiter if step is not None else None
 
     def stats(self) -> dict[str, Any]:
         """Totals (requests, hits, tokens, USD spent and saved), the cache step's counters and
         the limiter's state (level, waiters, wait time, throttle events)."""
-        cost = self._step(CostAccounting)
+        cost = self.pipeline.find(CostAccounting)
         limiter = self.limiter
-        cache_step: Any = next((s for _, s in self.pipeline if hasattr(s, "backend")), None)
+        cache_step = self._step_with("backend")
         return {
             "model": self.profile.key,
             "totals": cost.totals.as_dict() if cost is not None else {},
