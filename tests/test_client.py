@@ -360,3 +360,26 @@ async def test_stats_report_totals_cache_and_limiter(server):
     assert stats["totals"]["saved_usd"] > 0
     assert stats["cache"]["hits"] == 1
     assert stats["limiter"]["admitted_requests"] == 1
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+async def test_malformed_stream_chunk_ends_in_error_event(server, api):
+    client = make_client(server)
+    server.malformed_next(after_chunks=2)
+    events = [e async for e in client.stream(MESSAGES, api=api)]
+    await client.close()
+    assert events[-1].type == "error"
+    assert events[-1].data["status"] == 502 and "malformed JSON" in events[-1].data["error"]
+    assert all(e.type != "done" for e in events)
+
+
+async def test_usage_of_a_failed_stream_attempt_is_not_hidden(server):
+    client = make_client(server)
+    server.truncate_next(after_chunks=3)
+    events = [e async for e in client.stream(MESSAGES)]
+    await client.close()
+    err = events[-1]
+    assert err.type == "error" and err.result is not None
+    assert err.result.output  # what arrived before the cut is kept
+    assert err.result.usage.output_tokens > 0  # estimated, never silently zero
+    assert client.stats()["totals"]["failed"] == 1
