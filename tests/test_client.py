@@ -383,3 +383,24 @@ async def test_usage_of_a_failed_stream_attempt_is_not_hidden(server):
     assert err.result.output  # what arrived before the cut is kept
     assert err.result.usage.output_tokens > 0  # estimated, never silently zero
     assert client.stats()["totals"]["failed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tokens_per_minute": 0}, "tokens_per_minute"),
+        ({"requests_per_minute": -5}, "requests_per_minute"),
+        ({"tokens_per_minute": "lots"}, "tokens_per_minute"),
+        ({"attempts": 0}, "attempts"),
+        ({"timeout": -1}, "timeout"),
+        ({"api": "completions"}, "'chat' or 'responses'"),
+        ({"cache_backend": "fs"}, "cache_dir"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"semantic_cache_threshold": 1.5}, "semantic_cache_threshold"),
+    ],
+)
+def test_bad_client_configuration_is_named(kwargs, message):
+    from llm_client import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=message):
+        OpenAIClient(GPT5Nano, api_key="k", **kwargs)
