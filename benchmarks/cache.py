@@ -39,7 +39,6 @@ import shutil
 import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +56,7 @@ if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN.is_dir():
 from llm_client import GPT5Nano, OpenAIClient  # noqa: E402
 from llm_client.cache import CacheEntry  # noqa: E402
 from llm_client.plugins import cache_backend  # noqa: E402
+from llm_client.testing.subprocess_server import spawn_server  # noqa: E402
 
 PG_DSN = os.environ.get("PG_DSN") or "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -338,20 +338,6 @@ async def backend_level(args: argparse.Namespace, workdir: Path) -> None:
 # -- part 2: through the client -------------------------------------------------------------------
 
 
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llm_client.testing", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http"):
-        proc.kill()
-        raise SystemExit(f"fake server did not start: {url!r}")
-    return proc, url
-
-
 def new_client(url: str, backend: str | None, options: dict[str, Any]) -> OpenAIClient:
     return OpenAIClient(
         GPT5Nano,
@@ -391,7 +377,7 @@ async def client_level(args: argparse.Namespace, workdir: Path) -> None:
         f" {args.calls} distinct prompts. Hits as above (ours = the whole pipeline);"
         f" miss overhead = p50 of a first call with the cache minus p50 without a cache.\n"
     )
-    proc, url = start_server()
+    proc, url = spawn_server()
     plain = new_client(url, None, {})
     try:
         run = uuid.uuid4().hex[:6]

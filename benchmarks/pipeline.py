@@ -31,6 +31,7 @@ from typing import Any
 import openai
 
 from llm_client import GPT5Nano, OpenAIClient
+from llm_client.testing.subprocess_server import spawn_server
 
 Prompt = list[dict[str, str]]
 
@@ -51,20 +52,6 @@ async def drive(call: Callable[[Prompt], Awaitable[Any]], msgs: list[Prompt], co
     return len(msgs) / (time.perf_counter() - start)
 
 
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llm_client.testing", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http"):
-        proc.kill()
-        raise SystemExit(f"fake server did not start: {url!r}")
-    return proc, url
-
-
 def import_ratio(runs: int = 15) -> tuple[float, float]:
     def once(module: str) -> float:
         start = time.perf_counter()
@@ -81,7 +68,7 @@ def import_ratio(runs: int = 15) -> tuple[float, float]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    proc, url = start_server()
+    proc, url = spawn_server()
     try:
         msgs = prompts(args.calls)
         key = "sk-bench"
