@@ -186,6 +186,68 @@ async def test_refund_is_shared_and_never_over_the_burst(redis_url: str, key: st
         await one.aclose()
 
 
+async def test_refund_made_while_a_large_call_waits_never_lets_the_next_go_early(
+    redis_url: str, key: str
+) -> None:
+    # Found by the state machine: 90,000 TPM is 1,500 tokens/s with a 1,500-token burst.
+    # A takes 1 token; B (1,501, larger than the burst) is scheduled for when the bucket is
+    # full again, 1/1500 s later; A then refunds its token while B still sleeps, so the refund
+    # lands at B's slot, before B is admitted. Crediting it moved the schedule back by
+    # 1/1500 s and let C (1,501) start exactly 1 s after B: 3,002 tokens admitted in
+    # [B, B + 1 s], over the bound max(burst, 1,501) + 1,500 * 1 = 3,001.
+    clock = ManualClock(1000.0)
+    limiter = RedisLimiter(
+        tokens_per_minute=90_000,
+        requests_per_minute=6,
+        redis_url=redis_url,
+        key=key,
+        clock=clock,
+        server_clock=clock,
+    )
+    rate, cap = 1500.0, 1500.0
+    admitted: list[tuple[float, int]] = []
+    released = asyncio.Event()
+
+    async def call(tokens: int, *, used: int | None = None) -> None:
+        async with limiter.limit(tokens, requests=0) as lease:
+            assert lease.admitted_at is not None
+            admitted.append((lease.admitted_at, tokens))
+            if used is not None:
+                await released.wait()
+                lease.record(used)
+
+    try:
+        a = asyncio.create_task(call(1, used=0))
+        await asyncio.sleep(0.05)
+        b = asyncio.create_task(call(1501))
+        for _ in range(200):
+            await asyncio.sleep(0.001)
+            if limiter.stats()["waiters"]:
+                break
+        assert limiter.stats()["waiters"] == 1  # B sleeps until its slot
+        released.set()
+        await a  # A refunds its token while B is still scheduled ahead
+        clock.advance(1 / rate)
+        await b
+        c = asyncio.create_task(call(1501))
+        for _ in range(200):
+            await asyncio.sleep(0.001)
+            if limiter.stats()["waiters"]:
+                break
+        clock.advance(2.0)  # C wakes at its slot; its admission time is the schedule's
+        await asyncio.wait_for(c, 5)
+        (t_b, _), (t_c, _) = admitted[1], admitted[2]
+        assert t_b == pytest.approx(1000.0 + 1 / rate, abs=1e-6)
+        # Every window of 1 s starting at B's admission stays within the bound. The refund
+        # was applied before B was admitted, so it is no credit against that window.
+        in_window = sum(n for t, n in admitted if t_b <= t <= t_b + 1.0 + 1e-6)
+        assert in_window <= max(cap, 1501) + rate * 1.0
+        assert t_c >= t_b + 1501 / rate - 1e-6
+        assert (await limiter.levels())[0] <= cap
+    finally:
+        await limiter.aclose()
+
+
 async def test_429_pauses_every_process_using_the_key(redis_url: str, key: str) -> None:
     one = make(redis_url, key)
     two = make(redis_url, key)

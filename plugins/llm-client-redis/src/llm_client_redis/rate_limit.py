@@ -12,7 +12,11 @@ atomically by the server on the server's clock (``redis.call('TIME')``):
   moves on. The caller sleeps until that time: no polling, one round trip per call.
 * **settle** reconciles a finished call: a refund lifts the level (never above the burst) and
   a charge adds debt, both at the end of the current schedule, so a refund never lets calls
-  already scheduled go earlier than the budget allows.
+  already scheduled go earlier than the budget allows. While calls still wait for the
+  latest slot, a refund lands in the instant of their admission but before it, so it is
+  credited only as far as the room the schedule had at that slot allows (else a large
+  call there plus the next one could exceed ``max(burst, largest) + rate * w`` in the window
+  starting at it); the rest is dropped, never over budget.
 * **cancel** undoes the latest reservation exactly when a waiter is cancelled and nobody has
   reserved after it. Otherwise the slot stays unused (the budget is never exceeded; at worst
   that slot is wasted), because calls already sleeping in other processes cannot be moved.
@@ -73,11 +77,13 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local s = redis.call('HMGET', KEYS[1], 'tt', 'tr', 'last', 'seq')
+local s = redis.call('HMGET', KEYS[1], 'tt', 'tr', 'last', 'seq', 'xt', 'xr')
 local tt = tonumber(s[1]) or now
 local tr = tonumber(s[2]) or now
 local last = tonumber(s[3]) or now
 local seq = tonumber(s[4]) or 0
+local xt = tonumber(s[5]) or 0
+local xr = tonumber(s[6]) or 0
 local function num(x) return string.format('%.17g', x) end
 local function keep(ct, rt, cr, rr)
   local idle = math.max(tt - now + ct / rt, tr - now + cr / rr, 0)
@@ -97,12 +103,17 @@ local ct, rt, cr, rr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), 
 local at = math.max(now, last,
   tt - (ct - math.min(a_t, ct)) / rt,
   tr - (cr - math.min(a_r, cr)) / rr)
-local ptt, ptr, plast = tt, tr, last
-tt = math.max(tt, at) + a_t / rt
-tr = math.max(tr, at) + a_r / rr
+local ptt, ptr, plast, pxt, pxr = tt, tr, last, xt, xr
+local bt, br = math.max(tt, at), math.max(tr, at)
+if at > last then
+  -- A new latest slot: how much a refund may still credit while calls wait for it.
+  xt, xr = (bt - at) * rt, (br - at) * rr
+end
+tt = bt + a_t / rt
+tr = br + a_r / rr
 seq = seq + 1
-redis.call('HSET', KEYS[1], 'tt', tt, 'tr', tr, 'last', at, 'seq', seq,
-  'ptt', ptt, 'ptr', ptr, 'plast', plast)
+redis.call('HSET', KEYS[1], 'tt', tt, 'tr', tr, 'last', at, 'seq', seq, 'xt', xt, 'xr', xr,
+  'ptt', ptt, 'ptr', ptr, 'plast', plast, 'pxt', pxt, 'pxr', pxr)
 keep(ct, rt, cr, rr)
 redis.call('ZADD', KEYS[2], now, ARGV[8])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60000000)
@@ -112,27 +123,39 @@ return {num(at), num(now), seq, redis.call('ZCARD', KEYS[2]), lt, lr}
 """
 )
 
-# ARGV: now, credit_t, credit_r (negative: a charge), cap_t, rate_t, cap_r, rate_r
+# ARGV: now, credit_t, credit_r (negative: a charge), cap_t, rate_t, cap_r, rate_r.
+# A refund is applied at f, the end of the schedule. While calls still wait for the latest
+# slot (now < last), it lands in the same instant as their admission but before it, so a
+# window starting at that admission does not count it: it is credited only up to the
+# allowance x, which keeps such a window within max(burst, largest) + rate * w. x is the
+# room the schedule had at that slot, (max(tat before it, last) - last) * rate, less what
+# earlier refunds took. The rest of the refund is dropped (never over budget).
+# Returns f, now, the levels and what was really credited (or charged).
 _SETTLE = (
     _PRELUDE
     + """
 local ct, rt, cr, rr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local f = math.max(now, last)
-local function settle(tat, d, rate)
+local waiting = now < last
+local function settle(tat, d, rate, x)
   if d > 0 then
-    if tat > f then return math.max(tat - d / rate, f) end
-    return tat
+    if waiting then d = math.min(d, x) end
+    local c = math.min(d, (tat - f) * rate)
+    if c <= 0 then return tat, 0, x end
+    if waiting then x = x - c end
+    return math.max(tat - c / rate, f), c, x
   elseif d < 0 then
-    return math.max(tat, f) - d / rate
+    return math.max(tat, f) - d / rate, d, x
   end
-  return tat
+  return tat, 0, x
 end
-tt = settle(tt, tonumber(ARGV[2]), rt)
-tr = settle(tr, tonumber(ARGV[3]), rr)
-redis.call('HSET', KEYS[1], 'tt', tt, 'tr', tr, 'last', last, 'seq', seq + 1)
+local gt, gr
+tt, gt, xt = settle(tt, tonumber(ARGV[2]), rt, xt)
+tr, gr, xr = settle(tr, tonumber(ARGV[3]), rr, xr)
+redis.call('HSET', KEYS[1], 'tt', tt, 'tr', tr, 'last', last, 'seq', seq + 1, 'xt', xt, 'xr', xr)
 keep(ct, rt, cr, rr)
 local lt, lr = levels(ct, rt, cr, rr)
-return {num(f), num(now), lt, lr}
+return {num(f), num(now), lt, lr, num(gt), num(gr)}
 """
 )
 
@@ -141,8 +164,9 @@ _CANCEL = (
     _PRELUDE
     + """
 if seq ~= tonumber(ARGV[2]) then return 0 end
-local p = redis.call('HMGET', KEYS[1], 'ptt', 'ptr', 'plast')
-redis.call('HSET', KEYS[1], 'tt', p[1], 'tr', p[2], 'last', p[3], 'seq', seq + 1)
+local p = redis.call('HMGET', KEYS[1], 'ptt', 'ptr', 'plast', 'pxt', 'pxr')
+redis.call('HSET', KEYS[1], 'tt', p[1], 'tr', p[2], 'last', p[3], 'seq', seq + 1,
+  'xt', p[4] or 0, 'xr', p[5] or 0)
 return 1
 """
 )
@@ -483,10 +507,15 @@ class RedisLimiter:
         except _Unavailable:
             return  # Redis is down: the estimate stands (the fallback takes over from here)
         self._level_tokens, self._level_requests = _float(reply[2]), _float(reply[3])
-        self._settled(_float(reply[0]) / 1e6, -token_delta, -request_delta)
+        self._settled(_float(reply[0]) / 1e6, _float(reply[4]), _float(reply[5]))
 
     def _settled(self, at: float, credit_tokens: float, credit_requests: float) -> None:
-        """Hook: a reconciliation took effect at ``at`` (server seconds); for subclasses."""
+        """Hook: a reconciliation took effect at ``at`` (server seconds); for subclasses.
+
+        The credits are what the server really applied: a refund (positive) can be less
+        than the lease's, when the bucket was already full at ``at`` or calls waiting for the
+        latest slot leave no room for it; a charge (negative) is applied in full.
+        """
 
     # -- learning from the server --------------------------------------------------------------
 
