@@ -307,6 +307,7 @@ class RedisLimiter:
         self._level_tokens = self._cap_t()
         self._level_requests = self._cap_r()
         self._waiting = 0
+        self._wakes: list[float] = []  # local wake-up times of this process's sleeping callers
         self._in_flight = 0
         self._queued_calls = 0
         self._total_wait = 0.0
@@ -449,17 +450,23 @@ class RedisLimiter:
         self._level_tokens, self._level_requests = _float(reply[4]), _float(reply[5])
         lease.admitted_at = at / 1e6
         wait = (at - now) / 1e6
-        if wait > 0:
+        # Wake no earlier than the callers of this process that reserved before: each wake-up
+        # time is rounded on its own, and two slots the server made equal must not swap.
+        local_now = self._clock.now()
+        wake = max([local_now + max(wait, 0.0), *self._wakes])
+        if wake > local_now:
             self._waiting += 1
             self._queued_calls += 1
+            self._wakes.append(wake)
             try:
-                await self._clock.sleep(wait)
+                await self._clock.sleep(wake - local_now)
             except asyncio.CancelledError:
                 self._spawn(self._cancel(seq))
                 raise
             finally:
                 self._waiting -= 1
-            self._total_wait += wait
+                self._wakes.remove(wake)
+            self._total_wait += wake - local_now
         self._in_flight += 1
         self._admitted_tokens += lease.tokens
         self._admitted_requests += lease.requests
