@@ -18,14 +18,14 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock
 from llm_client.exceptions import CacheUnavailableError, ConfigurationError
 from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
+
+from ._connect import connect
 
 __all__ = ["DEFAULT_COLLECTION", "DEFAULT_PREFIX", "CacheUnavailableError", "RedisCache"]
 
@@ -130,14 +130,10 @@ class RedisCache:
 
     def _redis(self) -> aioredis.Redis:
         if self._client is None:
-            self._client = aioredis.Redis.from_url(
+            self._client = connect(
                 self.url,
-                socket_connect_timeout=self._connect_timeout,
-                socket_timeout=self._command_timeout,
-                # One immediate retry re-opens a connection that died while idle
-                # (e.g. Redis restarted); a server that is really gone fails fast.
-                retry=Retry(NoBackoff(), 1),
-                health_check_interval=0,
+                connect_timeout=self._connect_timeout,
+                command_timeout=self._command_timeout,
                 max_connections=self._max_connections,
             )
         return self._client

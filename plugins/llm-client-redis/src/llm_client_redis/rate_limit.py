@@ -42,8 +42,6 @@ from types import TracebackType
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from llm_client.clock import DEFAULT_CLOCK, Clock
@@ -58,6 +56,8 @@ from llm_client.rate_limit import (
     check_burst_seconds,
     check_rate,
 )
+
+from ._connect import connect
 
 __all__ = ["DEFAULT_KEY", "RedisLimiter"]
 
@@ -358,12 +358,10 @@ class RedisLimiter:
 
     def _redis(self) -> aioredis.Redis:
         if self._client is None:
-            self._client = aioredis.Redis.from_url(
+            self._client = connect(
                 self.url,
-                socket_connect_timeout=self._connect_timeout,
-                socket_timeout=self._command_timeout,
-                retry=Retry(NoBackoff(), 1),
-                health_check_interval=0,
+                connect_timeout=self._connect_timeout,
+                command_timeout=self._command_timeout,
             )
             for name, source in (
                 ("reserve", _RESERVE),
