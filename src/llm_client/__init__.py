@@ -2,10 +2,15 @@
 
 Importing the package loads the nearest ``.env`` file (python-dotenv), never overriding
 variables that are already set.
+
+The package logs through the standard ``logging`` module under the ``llm_client`` logger and,
+as a library should, adds only a ``NullHandler``: configure logging (``logging.basicConfig()``)
+to see its warnings (for example that a model is about to be shut down).
 """
 
 from __future__ import annotations
 
+import logging as _logging
 import os as _os
 
 from ._env import load_env as _load_env
@@ -32,6 +37,14 @@ from .models import (
     GPT5Nano,
     GPT5Point1,
     GPT5Point2,
+    GPT5Point4,
+    GPT5Point4Mini,
+    GPT5Point4Nano,
+    GPT5Point5,
+    GPT5Point6Luna,
+    GPT5Point6Sol,
+    GPT5Point6Terra,
+    LongContextPricing,
     ModelProfile,
     RateLimits,
     TextEmbedding3Large,
@@ -43,6 +56,8 @@ from .result import LLMResult
 from .streaming import LLMEvent
 from .tokens import count_tokens
 from .usage import Usage, parse_usage
+
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __version__ = "0.1.0"
 
@@ -59,10 +74,18 @@ __all__ = [
     "GPT5Nano",
     "GPT5Point1",
     "GPT5Point2",
+    "GPT5Point4",
+    "GPT5Point4Mini",
+    "GPT5Point4Nano",
+    "GPT5Point5",
+    "GPT5Point6Luna",
+    "GPT5Point6Sol",
+    "GPT5Point6Terra",
     "InvalidRequestError",
     "LLMClientError",
     "LLMEvent",
     "LLMResult",
+    "LongContextPricing",
     "Middleware",
     "ModelProfile",
     "Next",

@@ -16,7 +16,7 @@ from .exceptions import (
     LLMClientError,
 )
 from .middleware.cost import CostAccounting
-from .models import ModelProfile, TextEmbedding3Small
+from .models import ModelProfile, TextEmbedding3Small, warn_if_retiring
 from .pipeline import CacheOptions, Call, Next, Operation, Pipeline
 from .result import LLMResult
 from .streaming import LLMEvent, to_sse
@@ -159,6 +159,7 @@ class OpenAIClient:
         **backend_options: Any,
     ) -> None:
         self.profile = ModelProfile.get(model)
+        warn_if_retiring(self.profile)
         if api not in ("chat", "responses"):
             raise ConfigurationError(f"api must be 'chat' or 'responses', got {api!r}")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:

@@ -174,6 +174,14 @@ class Transport:
         if self._owns_sdk:
             await self.sdk.close()
 
+    async def list_models(self) -> list[dict[str, Any]]:
+        """``GET /models`` through the SDK: every model the account can use, as plain dicts
+        (``id``, ``created``, ``owned_by`` and, where OpenAI sends it, ``shutdown_date``)."""
+        try:
+            return [m.model_dump(mode="json") async for m in self.sdk.models.list()]
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            raise translate(exc) from exc
+
     # --- the terminal ------------------------------------------------------------------------
 
     async def __call__(self, call: Call) -> Reply:

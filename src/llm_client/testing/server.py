@@ -35,6 +35,8 @@ from typing import Any, Literal, get_args
 
 from aiohttp import web
 
+from llm_client.testing import models_api
+
 __all__ = [
     "DEFAULT_RATE_LIMIT_HEADERS",
     "ENDPOINTS",
@@ -91,15 +93,6 @@ _MODEL_DIMENSIONS = {
 }
 _DEFAULT_DIMENSIONS = 1536
 _MAX_DIMENSIONS = 16384
-_LISTED_MODELS = (
-    "gpt-4o",
-    "gpt-4o-mini",
-    "gpt-4.1",
-    "gpt-4.1-mini",
-    "o4-mini",
-    "text-embedding-3-small",
-    "text-embedding-3-large",
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -576,7 +569,10 @@ class FakeOpenAI:
     ``output_tokens`` overrides the visible completion-token count in usage;
     ``reasoning_tokens`` and ``cached_tokens`` are reported in the usage details (reasoning
     tokens are added to the completion/output tokens; cached tokens are capped at the prompt
-    tokens). ``chunk_delay`` seconds are waited after each stream chunk/event (0 sends a whole
+    tokens); ``cache_write_tokens`` are reported as ``cache_write_tokens`` in the input details
+    (capped at the uncached prompt tokens). ``models`` maps the ids ``GET /v1/models`` lists to
+    their ``shutdown_date`` (see :mod:`llm_client.testing.models_api`). ``chunk_delay``
+    seconds are waited after each stream chunk/event (0 sends a whole
     stream in one write). ``log_requests=False`` keeps only the counters, not the request log
     (for long benchmark runs). These are plain attributes and may be changed while the server
     runs.
@@ -604,6 +600,8 @@ class FakeOpenAI:
         self.output_tokens = output_tokens
         self.reasoning_tokens = reasoning_tokens
         self.cached_tokens = cached_tokens
+        self.cache_write_tokens = 0
+        self.models = models_api.default_models()
         self.log_requests = log_requests
         self._requested_port = port
         self._port: int | None = None
@@ -1154,11 +1152,14 @@ class FakeOpenAI:
 
     def _chat_usage(self, answer: _Answer) -> dict[str, Any]:
         prompt, completion, cached, reasoning = self._usage_numbers(answer)
+        details: dict[str, int] = {"cached_tokens": cached, "audio_tokens": 0}
+        if self.cache_write_tokens:
+            details["cache_write_tokens"] = min(self.cache_write_tokens, prompt - cached)
         return {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "prompt_tokens_details": details,
             "completion_tokens_details": {
                 "reasoning_tokens": reasoning,
                 "audio_tokens": 0,
@@ -1324,7 +1325,10 @@ class FakeOpenAI:
         prompt, completion, cached, reasoning = self._usage_numbers(answer)
         return {
             "input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+            "input_tokens_details": {
+                "cached_tokens": cached,
+                "cache_write_tokens": min(self.cache_write_tokens, prompt - cached),
+            },
             "output_tokens": completion,
             "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": prompt + completion,
@@ -1607,22 +1611,23 @@ class FakeOpenAI:
 
     # -- models and the rest ------------------------------------------------------------------
 
-    @staticmethod
-    def _model_object(model: str) -> dict[str, Any]:
-        return {"id": model, "object": "model", "created": 1700000000, "owned_by": "openai"}
-
     async def _handle_models(self, request: web.Request) -> web.StreamResponse:
         _, outcome = await self._prelude(request, "models", has_body=False)
         if isinstance(outcome, web.StreamResponse):
             return outcome
-        payload = {"object": "list", "data": [self._model_object(m) for m in _LISTED_MODELS]}
-        return await self._send_unary(request, _dumps(payload), outcome)
+        return await self._send_unary(request, _dumps(models_api.models_list(self.models)), outcome)
 
     async def _handle_model(self, request: web.Request) -> web.StreamResponse:
         _, outcome = await self._prelude(request, "models", has_body=False)
         if isinstance(outcome, web.StreamResponse):
             return outcome
-        payload = self._model_object(request.match_info["model"])
+        model = request.match_info["model"]
+        if model not in self.models:
+            message, param, code = models_api.not_found(model)
+            return self._error_response(
+                404, message, "invalid_request_error", param=param, code=code
+            )
+        payload = models_api.model_object(model, self.models[model])
         return await self._send_unary(request, _dumps(payload), outcome)
 
     async def _handle_unknown(self, request: web.Request) -> web.StreamResponse:
