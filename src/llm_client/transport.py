@@ -14,13 +14,14 @@ otherwise the stream ends in an ``error`` event — a truncated answer is never 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import sys
 import time
 from array import array
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -136,14 +137,38 @@ def decode_embedding(value: Any) -> list[float]:
     raise ResponseDecodeError(f"embedding has an unexpected type {type(value).__name__}")
 
 
+async def _close_when_loop_ends(sdk: openai.AsyncOpenAI) -> AsyncGenerator[None, None]:
+    """Suspended on its first ``yield`` for as long as the SDK client is in use.
+
+    The SDK's aiohttp client opens an ``aiohttp.ClientSession`` bound to the event loop of the
+    first request, and nothing closes it unless someone awaits ``close()``: a client that is
+    simply dropped leaves the session to be garbage collected, and aiohttp then reports
+    "Unclosed client session" / "Unclosed connector". An async generator that has started is
+    tracked by its event loop, which closes it in ``loop.shutdown_asyncgens()`` (the step
+    ``asyncio.run`` and ``asyncio.Runner`` take before closing the loop) and, if it is dropped
+    while the loop runs, through the loop's async-generator finalizer. Either way the
+    ``finally`` below runs on that loop and closes the session cleanly.
+    """
+    try:
+        yield
+    finally:
+        await sdk.close()
+
+
 class Transport:
     """Sends a :class:`Call` to OpenAI through the official SDK.
 
     :param sdk: a ready ``AsyncOpenAI``; if given, other options are ignored (make sure it was
-        built with ``max_retries=0``).
+        built with ``max_retries=0``), and closing it stays the caller's business.
     :param api_key, base_url, organization: passed to ``AsyncOpenAI`` (env vars otherwise).
     :param http_client: an ``httpx``-compatible async client; default is the SDK's aiohttp
         client (``openai.DefaultAioHttpClient``), which is about twice as fast.
+
+    An SDK client the transport built itself is closed by :meth:`aclose`. If the transport
+    also built the HTTP client and nobody calls :meth:`aclose`, the SDK client is closed when
+    the event loop it was used on shuts down, or when the transport is garbage collected (see
+    :func:`_close_when_loop_ends`): a client that is never closed exits quietly. Used again
+    from a new event loop (a second ``asyncio.run``), it opens a new HTTP session there.
     """
 
     def __init__(
@@ -157,26 +182,49 @@ class Transport:
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
         self._owns_sdk = sdk is None
-        if sdk is None:
-            if http_client is None:
-                http_client = openai.DefaultAioHttpClient()
-            sdk = openai.AsyncOpenAI(
-                api_key=api_key,
-                base_url=base_url,
-                organization=organization,
-                max_retries=0,
-                http_client=http_client,
-                default_headers=dict(default_headers or {}),
-            )
-        self.sdk = sdk
+        #: Rebuild the SDK client on a new event loop (only when the HTTP client is ours).
+        self._owns_http = sdk is None and http_client is None
+        self._sdk_options: dict[str, Any] = {
+            "api_key": api_key,
+            "base_url": base_url,
+            "organization": organization,
+            "max_retries": 0,
+            "default_headers": dict(default_headers or {}),
+        }
+        self.sdk = sdk if sdk is not None else self._new_sdk(http_client)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
+
+    def _new_sdk(self, http_client: Any = None) -> openai.AsyncOpenAI:
+        if http_client is None:
+            http_client = openai.DefaultAioHttpClient()
+        return openai.AsyncOpenAI(http_client=http_client, **self._sdk_options)
+
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """First request on ``loop``: tie the SDK client's HTTP session to its lifetime."""
+        if self._loop is not None and self._owns_http:
+            # An aiohttp session cannot move between loops; the previous one was closed when
+            # its loop shut down (or will be by its closer), so start afresh on this loop.
+            self.sdk = self._new_sdk()
+        self._loop = loop
+        if self._owns_http:  # an HTTP client the caller passed in is theirs to close
+            closer = _close_when_loop_ends(self.sdk)
+            await closer.__anext__()  # runs to the first yield; the loop now tracks it
+            self._closer = closer
 
     async def aclose(self) -> None:
-        if self._owns_sdk:
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            await closer.aclose()  # its ``finally`` closes the SDK client
+        elif self._owns_sdk:
             await self.sdk.close()
 
     async def list_models(self) -> list[dict[str, Any]]:
         """``GET /models`` through the SDK: every model the account can use, as plain dicts
         (``id``, ``created``, ``owned_by`` and, where OpenAI sends it, ``shutdown_date``)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            await self._bind(loop)
         try:
             return [m.model_dump(mode="json") async for m in self.sdk.models.list()]
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
@@ -185,6 +233,9 @@ class Transport:
     # --- the terminal ------------------------------------------------------------------------
 
     async def __call__(self, call: Call) -> Reply:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            await self._bind(loop)
         options: dict[str, Any] = {
             "extra_headers": {"x-stainless-retry-count": str(call.context.get("attempt", 0))}
         }
