@@ -185,7 +185,7 @@ async def test_long_context_pricing_end_to_end(fake: FakeOpenAI, api: str):
     client = _client(fake, GPT5Point4, api=api)
     try:
         # "a " is one token to the fake and to tiktoken, and keeps the body under 1 MiB
-        # (aiohttp warns about larger raw-bytes bodies, see the report in docs/models.md).
+        # (aiohttp warns about larger raw-bytes bodies: docs/models.md, "Long prompts").
         long = await client.invoke(input="a " * 272_100)
         short = await client.invoke(input="a " * 1_000)
     finally:
