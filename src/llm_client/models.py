@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 Category = Literal["completions", "embeddings"]
+Status = Literal["active", "deprecated", "retiring", "shut down"]
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 #: A client built this many days (or fewer) before its model's shutdown date logs a warning.
 RETIREMENT_NOTICE_DAYS = 30
@@ -240,7 +241,7 @@ class ModelProfile:
             return None
         return (self.shutdown_date - (today or _utc_today())).days
 
-    def status(self, today: _dt.date | None = None) -> str:
+    def status(self, today: _dt.date | None = None) -> Status:
         """``"active"``, ``"retiring"`` (shuts down within :data:`RETIREMENT_NOTICE_DAYS`),
         ``"deprecated"`` (a later shutdown is announced) or ``"shut down"``."""
         days = self.days_until_shutdown(today)
