@@ -549,6 +549,8 @@ def _function_definition(where: str, spec: Any) -> None:
 
 
 def _tool_list(name: str, value: Any) -> Sequence[Any]:
+    if value is None:  # the same as no tools
+        return ()
     return _list(name, value, what="tool definitions", allow_empty=True)
 
 
@@ -575,11 +577,13 @@ def chat_tools(name: str, value: Any) -> None:
             _fail(f"{where}.type must be 'function' or 'custom'; {_got(tool, 'type')}")
 
 
-def responses_tools(name: str, value: Any) -> list[Any]:
+def responses_tools(name: str, value: Any) -> list[Any] | None:
     """Responses tools, Chat-style function tools converted to the flat FunctionTool form.
 
     Built-in tools (``web_search``, ``file_search``, ``mcp``, ...) pass through as JSON.
     """
+    if value is None:
+        return None
     out: list[Any] = []
     for i, tool in enumerate(_tool_list(name, value)):
         where = f"{name}[{i}]"
