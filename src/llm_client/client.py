@@ -166,18 +166,6 @@ class OpenAIClient:
     def operation(self) -> Operation:
         return "embeddings" if self.profile.is_embeddings else self.api
 
-    def _call(
-        self,
-        messages: Any,
-        input: Any,
-        params: dict[str, Any],
-        *,
-        stream: bool,
-        **options: Any,
-    ) -> Call:
-        """Check the call's arguments and build its :class:`Call` (see :mod:`.request`)."""
-        return build_call(self.profile, self.api, messages, input, params, stream=stream, **options)
-
     # --- the seed's API ------------------------------------------------------------------------
 
     async def invoke(
@@ -209,9 +197,12 @@ class OpenAIClient:
             raise InvalidRequestError(
                 f"raise_on_error must be True or False, got {raise_on_error!r:.60}"
             )
-        call = self._call(
+        call = build_call(
+            self.profile,
+            self.api,
             messages,
             input,
+            params,
             stream=False,
             api=api,
             identifier=identifier,
@@ -223,7 +214,6 @@ class OpenAIClient:
             attempts=attempts,
             backoff=backoff,
             timeout=timeout,
-            params=params,
         )
         try:
             reply = await self._handler(call)
@@ -315,9 +305,12 @@ class OpenAIClient:
             raise InvalidRequestError(
                 f"{self.profile.key} is an embeddings model: it cannot stream"
             )
-        call = self._call(
+        call = build_call(
+            self.profile,
+            self.api,
             messages,
             input,
+            params,
             stream=True,
             api=api,
             identifier=identifier,
@@ -329,7 +322,6 @@ class OpenAIClient:
             attempts=attempts,
             backoff=backoff,
             timeout=timeout,
-            params=params,
         )
         return self._stream(call)
 

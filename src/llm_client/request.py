@@ -127,8 +127,33 @@ def _strings(name: str, value: Any) -> None:
         _fail(f"{name} must be a list of strings, got {_show(value)}")
 
 
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is plain JSON data (exact built-in types): the fast path of
+    :func:`_json`, which builds no field paths. ``False`` sends the value to the slow path."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if depth > _MAX_DEPTH:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not _plain(item, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for item in value:  # noqa: SIM110 (a loop is quicker than all() over a generator)
+            if not _plain(item, depth + 1):
+                return False
+        return True
+    return False
+
+
 def _json(where: str, value: Any, depth: int = 0) -> None:
     """Refuse what has no JSON form: non-string keys, NaN and infinities, other objects."""
+    if _plain(value, depth):
+        return
     if value is None or isinstance(value, (str, int)):  # bool is an int
         return
     if isinstance(value, float):
@@ -165,7 +190,7 @@ def _object(
     """Check a dict whose ``required``/``optional`` fields are strings (``nullable`` ones may
     also be ``None``); its other fields only need to be JSON, except those in ``skip``, which
     the caller checks itself."""
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         _fail(f"{where} must be a dict like {shape}, got {_show(value)}")
     for key in required:
         if not isinstance(value.get(key), str):
@@ -178,7 +203,8 @@ def _object(
         if item is not None and not isinstance(item, str):
             _fail(f"{where}.{key} must be a string or None, got {_show(item)}")
     for key, item in value.items():
-        if key in required or key in optional or key in nullable or key in skip:
+        # The string fields were checked above, so they pass the fast test.
+        if key in skip or (type(key) is str and _plain(item)):
             continue
         if not isinstance(key, str):
             _fail(f"{where} has the key {_show(key)}: keys must be strings")
@@ -377,6 +403,7 @@ _CHAT_ROLES: dict[str, tuple[_MessageCheck, _Names, _Names, _Names]] = {
     "tool": (_tool, (), (), ()),
     "function": (_function, (), (), ("name",)),
 }
+_PLAIN_ROLES = ("user", "system", "assistant", "developer")  # a tuple: roles may be unhashable
 _MESSAGE_FIELDS = frozenset({"content", "tool_calls", "function_call", "audio"})
 
 
@@ -391,6 +418,14 @@ def chat_messages(value: Any, name: str = "messages") -> list[Any]:
         _fail(f"{name} must not be empty")
     out: list[Any] = []
     for i, m in enumerate(value):
+        if (  # the common {"role": ..., "content": "..."} needs nothing more
+            type(m) is dict
+            and len(m) == 2
+            and type(m.get("content")) is str
+            and m.get("role") in _PLAIN_ROLES
+        ):
+            out.append(m)
+            continue
         where = f"{name}[{i}]"
         if not isinstance(m, Mapping):
             _fail(f"{where} must be a dict with 'role' and 'content', got {_show(m)}")
@@ -888,18 +923,30 @@ def build_call(
 
     :raises InvalidRequestError: anything malformed, naming the parameter and what it takes.
     """
-    check_call_options(
-        identifier=identifier,
-        attempts=attempts,
-        backoff=backoff,
-        timeout=timeout,
-        api=api,
-        hash_as_identifier=hash_as_identifier,
-        cache_response=cache_response,
-        cache_errors=cache_errors,
-        rewrite_cache=rewrite_cache,
-        regen_cache=regen_cache,
-    )
+    if not (  # the defaults need no checking: the common case stays cheap
+        identifier is None
+        and attempts is None
+        and backoff is None
+        and timeout is None
+        and api is None
+        and hash_as_identifier is True
+        and cache_response is True
+        and cache_errors is False
+        and rewrite_cache is False
+        and regen_cache is False
+    ):
+        check_call_options(
+            identifier=identifier,
+            attempts=attempts,
+            backoff=backoff,
+            timeout=timeout,
+            api=api,
+            hash_as_identifier=hash_as_identifier,
+            cache_response=cache_response,
+            cache_errors=cache_errors,
+            rewrite_cache=rewrite_cache,
+            regen_cache=regen_cache,
+        )
     if params:
         bad = FORBIDDEN_PARAMS.intersection(params)
         if bad:
