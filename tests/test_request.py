@@ -260,6 +260,14 @@ GOOD_CHAT = [
             "some_future_parameter": {"nested": [1, 2.5, None, True]},
         },
     ),
+    (
+        "deprecated-functions",
+        {
+            "messages": [USER],
+            "functions": [TOOL["function"]],
+            "function_call": {"name": "get_weather"},
+        },
+    ),
 ]
 
 GOOD_RESPONSES = [

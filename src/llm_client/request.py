@@ -751,6 +751,18 @@ def _conversation(name: str, value: Any) -> None:
         _object(name, value, shape="{'id': 'conv_...'}", required=("id",))
 
 
+def _functions(name: str, value: Any) -> None:
+    """The deprecated ``functions``: a list of function definitions (1 to 128)."""
+    for i, spec in enumerate(_list(name, value, what="function definitions")):
+        _function_definition(f"{name}[{i}]", spec)
+
+
+def _function_call(name: str, value: Any) -> None:
+    """The deprecated ``function_call``: ``"none"``, ``"auto"`` or ``{"name": ...}``."""
+    if not (isinstance(value, str) and value in ("none", "auto")):
+        _object(name, value, shape="{'name': ...}", required=("name",))
+
+
 _COMMON: dict[str, _Check] = {
     # CreateChatCompletionRequest / CreateResponse (openapi.yaml): temperature 0..2,
     # top_p 0..1, top_logprobs 0..20.
@@ -790,8 +802,8 @@ _CHAT_ONLY: dict[str, _Check] = {
     "web_search_options": _json_object,
     "tools": chat_tools,
     "tool_choice": _tool_choice("chat"),
-    "functions": _json_object,
-    "function_call": lambda name, value: None if isinstance(value, str) else _json(name, value),
+    "functions": _functions,
+    "function_call": _function_call,
 }
 _RESPONSES_ONLY: dict[str, _Check] = {
     # max_output_tokens: integer, minimum 16 (CreateResponse).
