@@ -96,6 +96,12 @@ BAD_CALLS = [
         "tools[0].function.parameters",
     ),
     ("identifier-a-number", {"messages": [USER], "identifier": 5}, "identifier"),
+    ("messages-a-string-responses", {"messages": "hello", "api": "responses"}, "messages"),
+    (
+        "tool-role-responses",
+        {"input": [{"role": "tool", "content": "x"}], "api": "responses"},
+        "input[0]",
+    ),
     ("timeout-nan", {"messages": [USER], "timeout": math.nan}, "timeout"),
     ("timeout-inf", {"messages": [USER], "timeout": math.inf}, "timeout"),
     ("backoff-nan", {"messages": [USER], "backoff": math.nan}, "backoff"),

@@ -993,6 +993,8 @@ def build_call(
         if input is None:
             if messages is None:
                 _fail("pass input='...' or messages=[...]")
+            if isinstance(messages, str):
+                _fail("messages must be a list of messages; pass a plain string as input='...'")
             body["input"] = responses_input(messages, "messages")
         else:
             body["input"] = responses_input(input)
