@@ -25,7 +25,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from llm_client import GPT5Mini, GPT5Nano, ModelProfile, OpenAIClient, TextEmbedding3Small
+from llm_client import (
+    ContextLengthExceededError,
+    GPT5Mini,
+    GPT5Nano,
+    ModelProfile,
+    OpenAIClient,
+    TextEmbedding3Small,
+)
 from llm_client.cache import CacheEntry
 from llm_client.plugins import get_registry
 from llm_client.streaming import LLMEvent
@@ -518,19 +525,17 @@ async def test_cache_errors_stores_request_failures_only(harness: Harness, serve
     assert hit["status"] == 200 and hit["cached"] is True
     assert server.count("chat") == 2
 
-    # An input over the model's limit fails before anything is sent, and is a request
-    # failure too: stored with cache_errors, replayed without counting again.
+    # An input over the model's limit is bad input: it raises before anything is sent, every
+    # time, and is never stored, even with cache_errors.
     tiny = dataclasses.replace(GPT5Nano, key="gpt-5-nano-e2e-tiny", max_input=20)
     small = harness.client(tiny, rate_limit_backend=None)
     long_prompt = ask("word " * 50)
     before = server.count("chat")
-    too_long = await small.get_response(messages=long_prompt, cache_errors=True)
-    assert too_long["status"] == 400 and "ContextLengthExceeded" in too_long["error"]
-    replay = await small.get_response(messages=long_prompt, cache_errors=True)
-    assert replay["cached"] is True and replay["status"] == 400
-    assert replay["error"] == too_long["error"]
-    unasked = await small.get_response(messages=long_prompt)
-    assert unasked["cached"] is False and unasked["status"] == 400
+    for _ in range(2):
+        with pytest.raises(ContextLengthExceededError, match="at most 20 input tokens"):
+            await small.get_response(messages=long_prompt, cache_errors=True)
+    with pytest.raises(ContextLengthExceededError):
+        await small.get_response(messages=long_prompt)
     assert server.count("chat") == before
 
     # Conflicts and server errors describe a moment, not the request: never stored.

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from llm_client import (
+    ContextLengthExceededError,
     GPT5Nano,
     InvalidRequestError,
     LLMResult,
@@ -241,13 +242,20 @@ def test_bad_input_raises_at_once():
     asyncio.run(client.close())
 
 
-async def test_context_limit_checked_before_sending(server):
+async def test_context_limit_raises_before_sending(server):
+    """An input over the model's limit is bad input: it raises (as docs/api.md says), whatever
+    raise_on_error says, and a stream raises from its first iteration; nothing is sent."""
     client = make_client(server)
-    huge = "word " * 300_000
-    r = await client.get_response(messages=[{"role": "user", "content": huge}])
+    huge = [{"role": "user", "content": "word " * 300_000}]
+    with pytest.raises(ContextLengthExceededError, match="272000") as info:
+        await client.get_response(messages=huge)
+    assert info.value.status == 400 and str(info.value).startswith("messages is too long")
+    with pytest.raises(ContextLengthExceededError, match="input is too long"):
+        await client.invoke(input="word " * 300_000, api="responses", raise_on_error=True)
+    stream = client.stream(messages=huge)
+    with pytest.raises(ContextLengthExceededError):
+        await stream.__anext__()
     await client.close()
-    assert r["status"] == 400
-    assert "272000" in r["error"]
     assert server.count() == 0
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import pluggy
 
@@ -17,86 +17,16 @@ from .exceptions import (
 )
 from .middleware.cost import CostAccounting
 from .models import ModelProfile, TextEmbedding3Small, warn_if_retiring
-from .pipeline import CacheOptions, Call, Next, Operation, Pipeline
+from .pipeline import Call, Next, Operation, Pipeline
+from .request import Api, build_call
 from .result import LLMResult
 from .streaming import LLMEvent, to_sse
 
 __all__ = ["OpenAIClient"]
 
-Api = Literal["chat", "responses"]
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-#: Keys that are transport options or secrets: never accepted as generation parameters.
-_FORBIDDEN_PARAMS = frozenset(
-    {
-        "api_key",
-        "organization",
-        "base_url",
-        "extra_headers",
-        "extra_query",
-        "extra_body",
-        "http_client",
-        "max_retries",
-    }
-)
-
-
-def _validate_messages(messages: Any) -> list[dict[str, Any]]:
-    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
-        raise InvalidRequestError(
-            "messages must be a list of dicts like {'role': 'user', 'content': '...'};"
-            f" got {type(messages).__name__}"
-        )
-    if not messages:
-        raise InvalidRequestError("messages must not be empty")
-    out: list[dict[str, Any]] = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, Mapping):
-            raise InvalidRequestError(
-                f"messages[{i}] must be a dict with 'role' and 'content', got {type(m).__name__}"
-            )
-        role = m.get("role")
-        if role not in _ROLES:
-            raise InvalidRequestError(
-                f"messages[{i}] has role {role!r}; valid roles: {', '.join(sorted(_ROLES))}"
-            )
-        content = m.get("content")
-        if content is None and not m.get("tool_calls") and m.get("type") is None:
-            raise InvalidRequestError(f"messages[{i}] ({role}) has no 'content'")
-        if content is not None and not isinstance(content, (str, list)):
-            raise InvalidRequestError(
-                f"messages[{i}].content must be a string or a list of content parts,"
-                f" got {type(content).__name__}"
-            )
-        out.append(dict(m))
-    return out
-
-
-def _validate_embedding_input(value: Any) -> Any:
-    if isinstance(value, str):
-        if not value:
-            raise InvalidRequestError("embedding input must not be an empty string")
-        return value
-    if isinstance(value, Sequence) and value and all(isinstance(v, str) and v for v in value):
-        return list(value)
-    if isinstance(value, Sequence) and value and all(isinstance(v, int) for v in value):
-        return list(value)
-    raise InvalidRequestError(
-        "embedding input must be a non-empty string, a list of non-empty strings or a list of"
-        f" token ids; got {value!r:.60}"
-    )
-
-
-def _responses_tools(tools: Any) -> Any:
-    """Chat-style tools (``{"type": "function", "function": {...}}``) in Responses' flat form."""
-    if not isinstance(tools, list):
-        return tools
-    out = []
-    for tool in tools:
-        if isinstance(tool, Mapping) and isinstance(tool.get("function"), Mapping):
-            out.append({"type": "function", **tool["function"]})
-        else:
-            out.append(tool)
-    return out
+#: Errors that mean the request itself is bad: raised to the caller, never turned into a
+#: result or an error event (nothing was sent).
+_NOT_SENT = (InvalidRequestError, ConfigurationError)
 
 
 class OpenAIClient:
@@ -166,10 +96,16 @@ class OpenAIClient:
             raise ConfigurationError(
                 f"max_concurrency must be an integer >= 1, got {max_concurrency!r}"
             )
-        if semantic_cache_threshold is not None and not 0 < semantic_cache_threshold <= 1:
+        if semantic_cache_threshold is not None and not (
+            isinstance(semantic_cache_threshold, (int, float))
+            and not isinstance(semantic_cache_threshold, bool)
+            and 0 < semantic_cache_threshold <= 1
+        ):
             raise ConfigurationError(
-                f"semantic_cache_threshold must be in (0, 1], got {semantic_cache_threshold!r}"
+                "semantic_cache_threshold must be a cosine similarity in (0, 1],"
+                f" got {semantic_cache_threshold!r:.60}"
             )
+        _check_types(pipeline=pipeline, plugin_manager=plugin_manager, clock=clock)
         self.api: Api = api
         self.max_concurrency = max_concurrency
         from .transport import Transport
@@ -231,93 +167,6 @@ class OpenAIClient:
     def operation(self) -> Operation:
         return "embeddings" if self.profile.is_embeddings else self.api
 
-    def _call(
-        self,
-        messages: Any,
-        input: Any,
-        *,
-        stream: bool,
-        api: Api | None,
-        identifier: str | None,
-        hash_as_identifier: bool,
-        cache_response: bool,
-        cache_errors: bool,
-        rewrite_cache: bool,
-        regen_cache: bool,
-        attempts: int | None,
-        backoff: float | None,
-        timeout: float | None,
-        params: dict[str, Any],
-    ) -> Call:
-        bad = _FORBIDDEN_PARAMS.intersection(params)
-        if bad:
-            raise InvalidRequestError(
-                f"{', '.join(sorted(bad))} is a client or transport option, not a request"
-                " parameter: pass it to OpenAIClient(...)"
-            )
-        if "stream" in params:
-            raise InvalidRequestError("use client.stream(...) for streaming, not stream=True")
-        if attempts is not None and (not isinstance(attempts, int) or attempts < 1):
-            raise InvalidRequestError(f"attempts must be an integer >= 1, got {attempts!r}")
-        if backoff is not None and (not isinstance(backoff, (int, float)) or backoff < 0):
-            raise InvalidRequestError(f"backoff must be a number >= 0, got {backoff!r}")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise InvalidRequestError(
-                f"timeout must be a positive number of seconds, got {timeout!r}"
-            )
-        if api is not None and api not in ("chat", "responses"):
-            raise InvalidRequestError(f"api must be 'chat' or 'responses', got {api!r}")
-        profile = self.profile
-        operation: Operation = "embeddings" if profile.is_embeddings else (api or self.api)
-        body: dict[str, Any] = {"model": profile.model_name}
-        if operation == "embeddings":
-            if messages is not None:
-                raise InvalidRequestError(
-                    f"{profile.key} is an embeddings model: pass input=..., not messages"
-                )
-            body["input"] = _validate_embedding_input(input)
-            body.update(params)
-        elif operation == "chat":
-            if messages is None:
-                if input is None:
-                    raise InvalidRequestError("pass messages=[...] (or input='...')")
-                messages = [{"role": "user", "content": input}] if isinstance(input, str) else input
-            body["messages"] = _validate_messages(messages)
-            if "max_tokens" in params and "max_completion_tokens" not in params:
-                params["max_completion_tokens"] = params.pop("max_tokens")
-            body.update(params)
-        else:
-            if input is None:
-                if messages is None:
-                    raise InvalidRequestError("pass input='...' or messages=[...]")
-                input = _validate_messages(messages)
-            elif not isinstance(input, str):
-                input = _validate_messages(input)
-            body["input"] = input
-            for old in ("max_tokens", "max_completion_tokens"):
-                if old in params and "max_output_tokens" not in params:
-                    params["max_output_tokens"] = params.pop(old)
-            if "tools" in params:
-                params["tools"] = _responses_tools(params["tools"])
-            body.update(params)
-        return Call(
-            profile=profile,
-            operation=operation,
-            params=body,
-            stream=stream,
-            cache=CacheOptions(
-                identifier=identifier,
-                hash_as_identifier=hash_as_identifier,
-                cache_response=cache_response,
-                cache_errors=cache_errors,
-                rewrite_cache=rewrite_cache,
-                regen_cache=regen_cache,
-            ),
-            timeout=timeout,
-            attempts=attempts,
-            backoff=backoff,
-        )
-
     # --- the seed's API ------------------------------------------------------------------------
 
     async def invoke(
@@ -341,12 +190,20 @@ class OpenAIClient:
         """Run one call and return an :class:`LLMResult`.
 
         Failures come back as a result with ``status`` and ``error`` unless ``raise_on_error``,
-        which raises the matching :class:`LLMClientError` instead. Malformed input raises
-        :class:`InvalidRequestError` at once either way.
+        which raises the matching :class:`LLMClientError` instead. Bad input raises
+        :class:`InvalidRequestError` either way, before anything is sent: malformed arguments
+        when the call is built, an input over the model's limit when its tokens are counted.
         """
-        call = self._call(
+        if type(raise_on_error) is not bool:
+            raise InvalidRequestError(
+                f"raise_on_error must be True or False, got {raise_on_error!r:.60}"
+            )
+        call = build_call(
+            self.profile,
+            self.api,
             messages,
             input,
+            params,
             stream=False,
             api=api,
             identifier=identifier,
@@ -358,10 +215,11 @@ class OpenAIClient:
             attempts=attempts,
             backoff=backoff,
             timeout=timeout,
-            params=params,
         )
         try:
             reply = await self._handler(call)
+        except _NOT_SENT:
+            raise  # bad input found inside the chain (over-long input): never a result
         except LLMClientError as exc:
             if raise_on_error:
                 raise
@@ -448,9 +306,12 @@ class OpenAIClient:
             raise InvalidRequestError(
                 f"{self.profile.key} is an embeddings model: it cannot stream"
             )
-        call = self._call(
+        call = build_call(
+            self.profile,
+            self.api,
             messages,
             input,
+            params,
             stream=True,
             api=api,
             identifier=identifier,
@@ -462,13 +323,14 @@ class OpenAIClient:
             attempts=attempts,
             backoff=backoff,
             timeout=timeout,
-            params=params,
         )
         return self._stream(call)
 
     async def _stream(self, call: Call) -> AsyncIterator[LLMEvent]:
         try:
             reply = await self._handler(call)
+        except _NOT_SENT:
+            raise  # bad input (an over-long input) raises from the first iteration
         except LLMClientError as exc:
             result = LLMResult.from_error(
                 exc,
@@ -607,6 +469,26 @@ class OpenAIClient:
 
     def __repr__(self) -> str:
         return f"OpenAIClient({self.profile.key!r}, api={self.api!r}, pipeline={self.pipeline!r})"
+
+
+def _check_types(*, pipeline: Any, plugin_manager: Any, clock: Any) -> None:
+    """Objects the client is handed must be what it will use, or it fails later and bare."""
+    if pipeline is not None and not isinstance(pipeline, Pipeline):
+        raise ConfigurationError(
+            f"pipeline must be a llm_client.Pipeline, got {type(pipeline).__name__}"
+        )
+    if plugin_manager is not None and not isinstance(plugin_manager, pluggy.PluginManager):
+        raise ConfigurationError(
+            "plugin_manager must be a pluggy.PluginManager (llm_client.plugins."
+            f"new_plugin_manager()), got {type(plugin_manager).__name__}"
+        )
+    if clock is not None and not (
+        callable(getattr(clock, "now", None)) and callable(getattr(clock, "sleep", None))
+    ):
+        raise ConfigurationError(
+            "clock must have now() and async sleep(seconds) (llm_client.clock.Clock),"
+            f" got {type(clock).__name__}"
+        )
 
 
 def _error_dict(exc: BaseException) -> dict[str, Any]:

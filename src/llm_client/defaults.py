@@ -18,6 +18,7 @@ any other with :class:`~llm_client.pipeline.Pipeline`.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,13 +41,16 @@ from .plugins import rate_limiter as make_rate_limiter
 __all__ = ["DEFAULT_ORDER", "default_pipeline"]
 
 DEFAULT_ORDER = ("cost", "timeout", "cache", "tokens", "retry", "limit")
+#: What the cache step and the client call on a backend object (``llm_client.cache.CacheBackend``).
+_BACKEND_METHODS = ("get", "put", "delete", "warm", "aclose")
 
 
 def _positive(name: str, value: Any, *, allow_none: bool = True) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+    # NaN fails the comparison and infinity the bound: neither makes a usable setting.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigurationError(f"{name} must be a finite, positive number, got {value!r}")
 
 
 def build_limiter(
@@ -112,15 +116,35 @@ def default_pipeline(
     """
     if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
         raise ConfigurationError(f"attempts must be an integer >= 1, got {attempts!r}")
-    if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff < 0:
-        raise ConfigurationError(f"backoff must be a number >= 0, got {backoff!r}")
+    if (
+        isinstance(backoff, bool)
+        or not isinstance(backoff, (int, float))
+        or not 0 <= backoff < math.inf
+    ):
+        raise ConfigurationError(
+            f"backoff must be a finite number of seconds >= 0, got {backoff!r}"
+        )
     _positive("timeout", timeout)
+    _positive("cache_ttl", cache_ttl)
+    if rate_limit_backend is not None and not isinstance(rate_limit_backend, str):
+        raise ConfigurationError(
+            "rate_limit_backend must be 'local', a plugin's name ('redis') or None,"
+            f" got {rate_limit_backend!r:.60}"
+        )
     steps: list[tuple[str, Any]] = [("cost", CostAccounting()), ("timeout", Timeout(timeout))]
     if isinstance(cache_backend, str) and cache_backend.lower() == "none":
         cache_backend = None
     if cache_backend is not None:
         from .middleware.cache import CacheMiddleware
 
+        if not isinstance(cache_backend, str) and not all(
+            callable(getattr(cache_backend, method, None)) for method in _BACKEND_METHODS
+        ):
+            raise ConfigurationError(
+                "cache_backend must be a backend name ('memory', 'fs', 'sqlite', or a plugin's:"
+                " 'redis', 'postgres', 'pg_redis', 'qdrant'), None, or an object with the"
+                f" CacheBackend methods ({', '.join(_BACKEND_METHODS)}); got {cache_backend!r:.60}"
+            )
         if isinstance(cache_backend, str):
             backend = make_cache_backend(
                 cache_backend,

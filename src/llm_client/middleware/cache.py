@@ -36,7 +36,7 @@ from ..cache import (
     redact_text,
     scrub_secrets,
 )
-from ..exceptions import ConfigurationError, LLMClientError
+from ..exceptions import ConfigurationError, InvalidRequestError, LLMClientError
 from ..pipeline import Call, Next, Reply
 from ..result import LLMResult
 from ..streaming import LLMEvent
@@ -360,6 +360,8 @@ class CacheMiddleware:
         call = ctx.call
         try:
             reply = await next(call)
+        except (InvalidRequestError, ConfigurationError):
+            raise  # bad input (an over-long prompt) is raised to the caller, never stored
         except LLMClientError as exc:
             if call.cache.cache_errors and _deterministic_failure(exc.status):
                 failed = LLMResult.from_error(

@@ -59,9 +59,12 @@ class TokenCounting:
         tools = call.params.get("tools") if call.operation != "embeddings" else None
         n = count_tokens(_input_of(call), model=profile, tools=tools)
         if n > profile.max_input:
+            # Bad input, raised (never a result: the client re-raises it) before anything is sent.
+            field = "messages" if call.operation == "chat" else "input"
             raise ContextLengthExceededError(
-                f"the input has {n} tokens but {profile.key} accepts at most"
-                f" {profile.max_input} input tokens"
+                f"{field} is too long: {n} tokens (tools and instructions included), but"
+                f" {profile.key} accepts at most {profile.max_input} input tokens; shorten it"
+                " or use a model with a larger input limit"
             )
         reserve = n
         if call.operation != "embeddings":
