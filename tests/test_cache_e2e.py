@@ -914,6 +914,63 @@ async def test_single_flight_streams_wait_for_an_in_flight_plain_call(
         assert text_of(events) == expected_text(msgs)
 
 
+# -- 13. wrong-shaped entries -----------------------------------------------------------------
+
+#: Values another program (or an older version, or a hand edit) could leave under a key: each
+#: is valid JSON, none is a result this library wrote.
+WRONG_SHAPES: dict[str, Any] = {
+    "empty object": {},
+    "boolean status": {"status": True},
+    "status out of range": {"status": 99},
+    "tool_calls as text": {"tool_calls": "abc"},
+    "tool_call without an object": {"tool_calls": [1]},
+    "cost as text": {"usage": {"input_tokens": 3, "total_cost": "cheap", "output_cost": "x"}},
+    "negative tokens": {"usage": {"input_tokens": -4}},
+    "number as output": {"output": 42},
+    "usage as a list": {"usage": [1, 2]},
+    "another operation": {"operation": "embeddings"},
+}
+
+
+@pytest.mark.parametrize("harness", ["memory", "sqlite", "redis", "pg_redis"], indirect=True)
+async def test_wrong_shaped_entries_are_a_logged_miss_and_get_overwritten(
+    harness: Harness, server: FakeOpenAI, caplog: pytest.LogCaptureFixture
+):
+    client = harness.client()
+    caplog.set_level(logging.WARNING, CACHE_LOGGER)
+    for n, (shape, patch) in enumerate(sorted(WRONG_SHAPES.items()), start=1):
+        msgs = ask(f"Shape check: {shape}.")
+        first = await client.get_response(messages=msgs)
+        stored = next(e for e in await entries(client) if e.value["output"] == first["output"])
+        value = {} if not patch else {**stored.value, **patch}
+        await client.cache.put(dataclasses.replace(stored, value=value))
+
+        caplog.clear()
+        again = await client.get_response(messages=msgs)
+        assert again["status"] == 200 and again["cached"] is False, (shape, again)
+        assert again["output"] == first["output"] == expected_text(msgs)
+        assert server.count("chat") == 2 * n
+        assert any("not a valid chat result" in r.getMessage() for r in caplog.records), shape
+        assert client.stats()["cache"]["invalid"] == n
+
+        third = await client.get_response(messages=msgs)  # the answer replaced the bad entry
+        assert third["cached"] is True and third["output"] == first["output"], shape
+        assert server.count("chat") == 2 * n
+
+
+@pytest.mark.parametrize("harness", ["memory"], indirect=True)
+async def test_wrong_shaped_embedding_entries_are_a_miss(harness: Harness, server: FakeOpenAI):
+    client = harness.client(TextEmbedding3Small)
+    first = await client.get_response(input="embed me")
+    [stored] = await entries(client)
+    for bad in ("text", [], [1.0, "x"], [1.0, True], [[1.0], ["x"]], None):
+        await client.cache.put(dataclasses.replace(stored, value={**stored.value, "output": bad}))
+        again = await client.get_response(input="embed me")
+        assert again["cached"] is False and again["output"] == first["output"], bad
+    hit = await client.get_response(input="embed me")
+    assert hit["cached"] is True and hit["output"] == embed_text("embed me")
+
+
 # -- 12. secrets ------------------------------------------------------------------------------
 
 

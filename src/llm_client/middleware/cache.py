@@ -31,6 +31,7 @@ from ..cache import (
     SemanticCacheBackend,
     cache_identifier,
     cache_scope,
+    check_result_value,
     namespaced_key,
     prompt_text,
     redact_text,
@@ -171,6 +172,7 @@ class CacheMiddleware:
                 "bypassed",
                 "backend_errors",
                 "embed_errors",
+                "invalid",
             ),
             0,
         )
@@ -248,9 +250,17 @@ class CacheMiddleware:
         if entry is None:
             return None
         try:
+            check_result_value(entry.value, ctx.call.operation)
             result = LLMResult.from_dict(entry.value)
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            log.warning("ignoring unreadable cache entry %r: %s", entry.key, exc)
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+            self._counts["invalid"] += 1
+            log.warning(
+                "cache entry %r is not a valid %s result (%s); treating it as a miss, the"
+                " answer will replace it",
+                entry.key,
+                ctx.call.operation,
+                exc,
+            )
             return None
         if not result.ok and not ctx.call.cache.cache_errors:
             return None
