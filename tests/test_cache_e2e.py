@@ -979,27 +979,74 @@ def _files_holding(root: Path, needle: bytes) -> list[Path]:
 
 
 async def test_api_key_never_reaches_the_store(
-    harness: Harness, server: FakeOpenAI, tmp_path: Path
+    harness: Harness, server: FakeOpenAI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     secret = "sk-test-SECRET-123456789012345"
     client = harness.client(api_key=secret)
     plain = await client.get_response(messages=ask("An ordinary question."))
-    echoed = await client.get_response(messages=ask(f"Please repeat my key {secret} back."))
+    caplog.set_level(logging.WARNING, CACHE_LOGGER)
+    echoed_msgs = ask(f"Please repeat my key {secret} back.")
+    echoed = await client.get_response(messages=echoed_msgs)
     assert plain["status"] == echoed["status"] == 200
+    assert echoed["output"] == expected_text(echoed_msgs)  # the answer itself is untouched
     assert server.last_request("chat").headers["authorization"] == f"Bearer {secret}"
 
     stored = await entries(client)
-    assert len(stored) == 2
-    dumped = json.dumps([entry.to_dict() for entry in stored])
-    assert secret not in dumped
-    assert "SECRET-123456789012345" not in dumped
-    assert "[REDACTED]" in dumped  # the echoed copy was scrubbed, not dropped
+    assert len(stored) == 1  # the entry holding the key was not stored at all
+    assert "SECRET-123456789012345" not in json.dumps([entry.to_dict() for entry in stored])
+    refusals = [r for r in caplog.records if "not caching an answer" in r.getMessage()]
+    assert len(refusals) == 1 and "API key" in refusals[0].getMessage()
+    assert secret not in caplog.text
+    assert client.stats()["cache"]["refused"] == 1
 
     # for the file-based stores, not even the bytes on disk hold it
     assert await asyncio.to_thread(_files_holding, tmp_path, secret.encode()) == []
 
     hit = await client.get_response(messages=ask("An ordinary question."))
     assert hit["cached"] is True
+    again = await client.get_response(messages=echoed_msgs)
+    assert again["cached"] is False and again["output"] == echoed["output"]
+
+
+ANSWERS_THAT_LOOK_SECRET = (
+    "how do I tune postgres?",  # POSTGRES_PASSWORD=postgres is set below
+    "what does Authorization: Bearer abcdef1234567890XYZ mean?",
+    "is sk-proj-ABCDEFGHIJ0123456789KLMN a real key?",
+    "connect to postgresql://me:hunter2hunter2@db/x please",
+)
+
+
+async def test_hits_equal_misses_even_when_the_text_looks_secret(
+    harness: Harness, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("POSTGRES_PASSWORD", "postgres")  # a common development setting
+    client = harness.client()
+    for question in ANSWERS_THAT_LOOK_SECRET:
+        msgs = ask(question)
+        miss = await client.get_response(messages=msgs)
+        hit = await client.get_response(messages=msgs)
+        assert miss["cached"] is False and hit["cached"] is True, question
+        assert hit["output"] == miss["output"] == expected_text(msgs)
+        assert hit["params"]["messages"] == msgs
+    streamed = [e async for e in client.stream(messages=ask(ANSWERS_THAT_LOOK_SECRET[0]))]
+    assert streamed[0].data["cached"] is True
+    assert text_of(streamed) == expected_text(ask(ANSWERS_THAT_LOOK_SECRET[0]))
+    assert server.count("chat") == len(ANSWERS_THAT_LOOK_SECRET)
+
+
+async def test_an_environment_secret_in_the_text_means_no_entry(
+    harness: Harness, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+):
+    token = "tok-4f9a27c1e8b3d605"
+    monkeypatch.setenv("BILLING_SERVICE_TOKEN", token)
+    client = harness.client()
+    msgs = ask(f"my token is {token}, keep it safe")
+    first = await client.get_response(messages=msgs)
+    second = await client.get_response(messages=msgs)
+    assert first["output"] == second["output"] == expected_text(msgs)
+    assert first["cached"] is second["cached"] is False
+    assert server.count("chat") == 2
+    assert token not in json.dumps([e.to_dict() for e in await entries(client)])
 
 
 # -- 11. degradation --------------------------------------------------------------------------

@@ -8,7 +8,9 @@ Below the protocol:
   :func:`cache_scope` and :func:`prompt_text`. A key covers the operation, the model and every
   request parameter that can change the answer; secrets, transport options and bookkeeping
   fields that the model never sees are left out (:data:`EXCLUDED_PARAMS`).
-* :func:`scrub_secrets`, applied to everything the cache middleware stores.
+* :func:`stored_params`: the request parameters an entry keeps (never credentials or
+  transport options), and :func:`redact_text` for log lines.
+* :func:`check_result_value`: the shape every entry read from a backend must have.
 * the built-in backends :class:`MemoryCache` (``"memory"``), :class:`FileSystemCache`
   (``"fs"``) and :class:`SQLiteCache` (``"sqlite"``), registered through the same
   ``register_cache_backends`` hook a third-party plugin implements.
@@ -41,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from .exceptions import ConfigurationError
 from .hookspecs import hookimpl
+from .known_secrets import REDACTED, registered_secrets
 
 if TYPE_CHECKING:
     from .pipeline import Call
@@ -67,7 +70,7 @@ __all__ = [
     "REDACTED",
     "is_secret_name",
     "redact_text",
-    "scrub_secrets",
+    "stored_params",
     # backends
     "FileSystemCache",
     "MemoryCache",
@@ -451,7 +454,6 @@ def cache_scope(call: Call, *, collection: str | None = None) -> str:
 
 # --- secrets -------------------------------------------------------------------------------------
 
-REDACTED = "[REDACTED]"
 
 _SECRET_NAMES = frozenset(
     {
@@ -503,7 +505,6 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], s
 _SECRET_ENV = re.compile(
     r"(?i)(API_?KEY|SECRET|SECRET_KEY|ACCESS_KEY|PRIVATE_KEY|AUTH_KEY|TOKEN|PASSWORD|PASSWD)$"
 )
-_MIN_ENV_SECRET = 12
 
 
 def is_secret_name(name: str) -> bool:
@@ -512,48 +513,37 @@ def is_secret_name(name: str) -> bool:
     return norm in _SECRET_NAMES or norm.endswith(_SECRET_SUFFIXES)
 
 
-def _env_secrets() -> list[str]:
-    return [
-        value for name, value in os.environ.items() if _SECRET_ENV.search(name) and len(value) >= 8
-    ]
+def _log_secrets() -> list[str]:
+    """What log lines are redacted of: registered keys and credential-named environment
+    values of 8 characters or more (a log line can afford to lose a word)."""
+    env = [v for name, v in os.environ.items() if len(v) >= 8 and _SECRET_ENV.search(name)]
+    return [*registered_secrets(), *env]
+
+
+def stored_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The request parameters a cache entry keeps: all but transport options and credentials
+    (:data:`TRANSPORT_PARAMS`, names for which :func:`is_secret_name` holds). Keys, headers and
+    URLs are not request content, so they never enter an entry in the first place."""
+    return {
+        name: value
+        for name, value in params.items()
+        if name not in TRANSPORT_PARAMS and not is_secret_name(name)
+    }
 
 
 def redact_text(text: str, *, known: list[str] | None = None) -> str:
-    """``text`` with secret-looking substrings replaced by :data:`REDACTED`: OpenAI-style keys,
+    """``text`` for a log line, with secret-looking substrings replaced by :data:`REDACTED`
+    (never applied to an answer or a cache entry): OpenAI-style keys,
     written-out ``Authorization`` headers, bearer tokens, URL passwords, and the values of
     environment variables named like credentials (``*_API_KEY``, ``*_SECRET``, ``*_TOKEN``,
     ``*_PASSWORD`` ...). The patterns ask for long, digit-bearing tokens so that ordinary prose
     ("basic idea", "sk-learn") stays as it was."""
-    for secret in _env_secrets() if known is None else known:
+    for secret in _log_secrets() if known is None else known:
         if secret in text:
             text = text.replace(secret, REDACTED)
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
-
-
-def scrub_secrets(value: Any) -> Any:
-    """A copy of ``value`` that is safe to store: mapping keys that name credentials are
-    dropped and every string goes through :func:`redact_text`. Applied to every entry the cache
-    middleware writes (request parameters and answer alike)."""
-    known = _env_secrets()
-
-    def walk(v: Any, depth: int) -> Any:
-        if depth > _MAX_DEPTH:
-            return None
-        if isinstance(v, str):
-            return redact_text(v, known=known)
-        if isinstance(v, Mapping):
-            return {
-                k: walk(item, depth + 1)
-                for k, item in v.items()
-                if not (isinstance(k, str) and is_secret_name(k))
-            }
-        if isinstance(v, (list, tuple)):
-            return [walk(item, depth + 1) for item in v]
-        return v
-
-    return walk(value, 0)
 
 
 # --- validating what a backend hands back -------------------------------------------------------

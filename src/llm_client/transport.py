@@ -33,6 +33,7 @@ from .exceptions import (
     StreamInterruptedError,
     error_for_status,
 )
+from .known_secrets import remember_secret
 from .result import LLMResult
 from .streaming import LLMEvent
 from .tokens import count_text_tokens
@@ -169,6 +170,7 @@ class Transport:
                 default_headers=dict(default_headers or {}),
             )
         self.sdk = sdk
+        remember_secret(getattr(sdk, "api_key", None))  # redacted from errors (exceptions.py)
 
     async def aclose(self) -> None:
         if self._owns_sdk:

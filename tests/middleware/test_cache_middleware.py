@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import re
@@ -14,6 +13,7 @@ import pytest
 
 from llm_client.cache import CacheEntry, MemoryCache, cache_key
 from llm_client.exceptions import BadRequestError, ConfigurationError, RateLimitError, ServerError
+from llm_client.known_secrets import remember_secret
 from llm_client.middleware.cache import CacheMiddleware
 from llm_client.models import GPT5Nano, TextEmbedding3Small
 from llm_client.pipeline import CacheOptions, Call, Pipeline, Reply
@@ -505,21 +505,43 @@ def test_bad_configuration() -> None:
 # --- secrets -------------------------------------------------------------------------------------
 
 
-async def test_stored_entries_hold_no_secrets() -> None:
-    secret = "sk-proj-" + "A1b2C3d4" * 4
+async def test_credentials_never_enter_an_entry_and_answers_are_kept_as_they_are() -> None:
     backend = MemoryCache()
     call = make_call().replace(
         params={
             "model": "gpt-5-nano",
-            "messages": [{"role": "user", "content": f"my key is {secret}"}],
-            "extra_headers": {"Authorization": "Bearer " + secret},
-            "api_key": secret,
+            "messages": [{"role": "user", "content": "Authorization: Bearer abc123def456ghi789"}],
+            "extra_headers": {"Authorization": "Bearer sk-proj-" + "A1b2C3d4" * 4},
+            "api_key": "sk-proj-" + "A1b2C3d4" * 4,
         }
     )
-    await run(CacheMiddleware(backend), call, Stub())
-    dumped = json.dumps([e.to_dict() async for e in backend.export()])
-    assert secret not in dumped
-    assert "Authorization" not in dumped and "api_key" not in dumped
+    stub = Stub()
+    mw = CacheMiddleware(backend)
+    miss = await run(mw, call, stub)
+    [entry] = [e async for e in backend.export()]
+    assert set(entry.value["params"]) == {"model", "messages"}  # by construction
+    assert entry.value["output"] == miss.output == answer_for(call)  # not rewritten
+    hit = await run(mw, call, stub)
+    assert hit.cached and hit.output == miss.output
+
+
+async def test_an_answer_holding_a_registered_key_is_not_stored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "sk-proj-" + "Z9y8X7w6" * 4
+    remember_secret(secret)
+    backend = MemoryCache()
+    mw = CacheMiddleware(backend)
+    stub = Stub()
+    with caplog.at_level(logging.DEBUG, logger="llm_client.middleware.cache"):
+        for text in (f"my key is {secret}", f"again {secret}"):
+            result = await run(mw, make_call([{"role": "user", "content": text}]), stub)
+            assert result.output == "answer to " + text  # returned unchanged
+    assert [e async for e in backend.export()] == []
+    assert mw.stats()["refused"] == 2 and mw.stats()["stores"] == 0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "API key" in warnings[0].getMessage()
+    assert secret not in caplog.text
 
 
 # --- streaming -----------------------------------------------------------------------------------

@@ -35,9 +35,10 @@ from ..cache import (
     namespaced_key,
     prompt_text,
     redact_text,
-    scrub_secrets,
+    stored_params,
 )
 from ..exceptions import ConfigurationError, LLMClientError
+from ..known_secrets import find_secret
 from ..pipeline import Call, Next, Reply
 from ..result import LLMResult
 from ..streaming import LLMEvent
@@ -162,6 +163,7 @@ class CacheMiddleware:
         self._backend_down = False
         self._embed_down = False
         self._warned_unkeyable = False
+        self._warned_secret = False
         self._counts: dict[str, int] = dict.fromkeys(
             (
                 "hits",
@@ -173,6 +175,7 @@ class CacheMiddleware:
                 "backend_errors",
                 "embed_errors",
                 "invalid",
+                "refused",
             ),
             0,
         )
@@ -414,25 +417,51 @@ class CacheMiddleware:
             if aclose is not None:
                 await aclose()
 
-    async def _store(self, ctx: _Ctx, result: LLMResult) -> bool:
+    def _entry(self, ctx: _Ctx, result: LLMResult, semantic: bool) -> CacheEntry | None:
+        """The entry to store for ``result``, or ``None`` if it holds a known secret.
+
+        The answer is stored exactly as it came; the request parameters lose only what is
+        not request content (credentials, transport options: :func:`stored_params`).
+        """
         call = ctx.call
-        value = scrub_secrets(
-            result.replace(identifier=ctx.identifier, cached=False, cache_similarity=None).to_dict()
-        )
-        semantic = self._prepare_semantic(ctx)
+        value = result.replace(
+            params=stored_params(result.params),
+            identifier=ctx.identifier,
+            cached=False,
+            cache_similarity=None,
+        ).to_dict()
         if ctx.scope is None:
             try:
                 ctx.scope = cache_scope(call, collection=self.collection)
             except TypeError:
                 ctx.scope = ""
-        entry = CacheEntry(
+        prompt = ctx.prompt if semantic and ctx.prompt else None
+        found = find_secret((value, prompt))
+        if found is not None:
+            self._counts["refused"] += 1
+            level = logging.DEBUG if self._warned_secret else logging.WARNING
+            self._warned_secret = True
+            log.log(
+                level,
+                "not caching an answer: the request or the answer holds %s (the answer itself"
+                " is returned unchanged)",
+                found,
+            )
+            return None
+        return CacheEntry(
             key=ctx.key,
             value=value,
             model=result.model or str(call.params.get("model", call.profile.model_name)),
             operation=call.operation,
             scope=ctx.scope,
-            prompt=redact_text(ctx.prompt) if semantic and ctx.prompt else None,
+            prompt=prompt,
         )
+
+    async def _store(self, ctx: _Ctx, result: LLMResult) -> bool:
+        semantic = self._prepare_semantic(ctx)
+        entry = self._entry(ctx, result, semantic)
+        if entry is None:
+            return False
         vector = await self._vector(ctx) if semantic else None
         if vector is not None:
             backend = self.backend
