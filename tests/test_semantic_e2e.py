@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from llm_client import GPT5Nano, ModelProfile, OpenAIClient, TextEmbedding3Small
+from llm_client.middleware.cache import CacheMiddleware
 from llm_client.plugins import get_registry
 from llm_client.testing import FakeOpenAI, embed_text, expected_text
 
@@ -218,6 +219,7 @@ async def test_prompts_with_the_api_key_are_not_stored(make_client: Clients, ser
     prompt = f"my key is {secret} so recommend a good book about ancient rome"
     first = await client.get_response(messages=ask(prompt))
     assert first["status"] == 200
+    await client.pipeline.find(CacheMiddleware).flush()
     assert [entry async for entry in client.cache.export()] == []
     miss = await client.get_response(messages=ask(f"please {prompt}"))
     assert miss["cached"] is False

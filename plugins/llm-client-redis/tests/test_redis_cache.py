@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -367,3 +368,57 @@ async def test_server_stopped_and_restarted_mid_run(
         infos = _records(caplog, logging.INFO)
         assert len(infos) == 1 and "reachable again" in infos[0]
         assert backend.health.up
+
+
+# -- a hung Redis, through the client --------------------------------------------------------
+
+
+def _cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name == "llm_client.middleware.cache"
+    ]
+
+
+async def test_frozen_redis_every_call_is_answered_within_its_deadline(
+    throwaway_redis: ThrowawayRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGSTOP leaves connections open and unanswered: the worst kind of outage."""
+    from llm_client import GPT5Nano, OpenAIClient
+    from llm_client.testing import FakeOpenAI, expected_text
+
+    caplog.set_level(logging.INFO)
+    assert throwaway_redis.proc is not None
+    async with FakeOpenAI() as server:
+        client = OpenAIClient(
+            GPT5Nano,
+            cache_backend="redis",
+            redis_url=throwaway_redis.url,
+            base_url=server.base_url,
+            api_key="sk-test",
+            rate_limit_backend=None,
+            timeout=5,
+        )
+        try:
+            warm = await client.get_response(messages=[{"role": "user", "content": "warm"}])
+            assert warm["status"] == 200
+            os.kill(throwaway_redis.proc.pid, signal.SIGSTOP)
+            try:
+                asks = [[{"role": "user", "content": f"question {i}"}] for i in range(40)]
+                results = await asyncio.gather(
+                    *(client.get_response(messages=msgs) for msgs in asks)
+                )
+                later = [await client.get_response(messages=msgs) for msgs in asks[:5]]
+            finally:
+                os.kill(throwaway_redis.proc.pid, signal.SIGCONT)
+            for msgs, result in zip([*asks, *asks[:5]], [*results, *later], strict=True):
+                assert result["status"] == 200, result["error"]
+                assert result["output"] == expected_text(msgs)
+            stats = client.stats()["cache"]
+            assert stats["backend_errors"] >= 1
+            assert stats["backend_skips"] >= 1  # the outage was noticed: no more waiting
+            warnings = _cache_warnings(caplog)
+            assert len(warnings) == 1 and "no answer within" in warnings[0], warnings
+        finally:
+            await client.close()
