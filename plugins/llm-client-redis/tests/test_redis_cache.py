@@ -422,3 +422,57 @@ async def test_frozen_redis_every_call_is_answered_within_its_deadline(
             assert len(warnings) == 1 and "no answer within" in warnings[0], warnings
         finally:
             await client.close()
+
+
+# -- a busy pool is not an outage ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate_limit_backend", ["local", "redis"])
+async def test_more_concurrent_calls_than_connections_wait_for_one(
+    backends: Backends, caplog: pytest.LogCaptureFixture, rate_limit_backend: str
+) -> None:
+    from llm_client import GPT5Nano, OpenAIClient
+    from llm_client.testing import FakeOpenAI, expected_text
+
+    caplog.set_level(logging.INFO)
+    async with FakeOpenAI() as server:
+        client = OpenAIClient(
+            GPT5Nano,
+            cache_backend="redis",
+            redis_url=backends.url,
+            redis_prefix=backends.prefix,
+            redis_max_connections=4,
+            rate_limit_backend=rate_limit_backend,
+            requests_per_minute=1_000_000,
+            tokens_per_minute=1_000_000_000,
+            base_url=server.base_url,
+            api_key="sk-test",
+        )
+        try:
+            asks = [[{"role": "user", "content": f"pool {i % 150}"}] for i in range(300)]
+            results = await asyncio.gather(*(client.get_response(messages=m) for m in asks))
+            assert all(r["status"] == 200 for r in results)
+            assert [r["output"] for r in results] == [expected_text(m) for m in asks]
+            stats = client.stats()["cache"]
+            assert stats["backend_errors"] == 0, stats
+            assert server.count("chat") == 150  # every repeat was a hit or shared an answer
+            pool = client.cache._redis().connection_pool
+            assert pool.max_connections == 4
+            if rate_limit_backend == "redis":
+                limiter = client.limiter
+                assert limiter._redis().connection_pool.max_connections == 4
+                assert limiter.stats()["fallback_calls"] == 0
+                assert limiter.stats()["redis_failures"] == 0
+        finally:
+            await client.close()
+            if rate_limit_backend == "redis":  # the model's shared budget: leave no trace
+                raw = aioredis.Redis.from_url(backends.url)
+                shared = f"{{llm_client:ratelimit:{GPT5Nano.model_name}}}"
+                await raw.delete(f"{shared}:state", f"{shared}:members")
+                await raw.aclose()
+    assert "unavailable" not in caplog.text
+
+
+def test_pool_size_is_checked() -> None:
+    with pytest.raises(ConfigurationError, match="redis_max_connections"):
+        RedisCache("redis://127.0.0.1:1/0", redis_max_connections=0)
