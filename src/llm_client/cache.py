@@ -1203,7 +1203,9 @@ class SQLiteCache:
     single autocommit statement, so several processes can share one file. Calls run on a
     small thread pool, each thread with its own connection; :meth:`aclose` closes them all.
     Expiry is an ``expires_at`` column: expired rows are never returned and are purged
-    periodically and by :meth:`purge_expired`.
+    periodically and by :meth:`purge_expired`. A file that is not a usable database (garbage,
+    or corrupt) is renamed to ``<path>.unusable-<UTC time>-<pid>-<n>`` (kept, for a look
+    later), a WARNING says so, and a fresh cache starts in its place.
 
     :param path: the database file (``":memory:"`` for a private in-memory database).
     :param collection: rows are namespaced by this value (``""`` without one).
@@ -1244,6 +1246,7 @@ class SQLiteCache:
         self._lock = threading.Lock()
         self._closed = False
         self._puts = 0
+        self._generation = 0  # bumped each time an unusable file is moved aside
         self._counters = _Counters()
 
     def __repr__(self) -> str:
@@ -1258,7 +1261,13 @@ class SQLiteCache:
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
-            return conn
+            if getattr(self._local, "generation", 0) == self._generation:
+                return conn
+            self._local.conn = None  # the file it reads was moved aside: open the new one
+            with self._lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+            conn.close()
         if not self._in_memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
@@ -1272,7 +1281,29 @@ class SQLiteCache:
         with self._lock:
             self._conns.append(conn)
         self._local.conn = conn
+        self._local.generation = self._generation
         return conn
+
+    def _move_aside(self, generation: int, exc: sqlite3.DatabaseError) -> None:
+        """The file is not a usable database (garbage, or corrupt): keep it under a new name
+        and start a fresh cache in its place. Once per bad file, whichever thread sees it."""
+        with self._lock:
+            if generation != self._generation:
+                return  # another thread already did it
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            aside = f"{self.path}.unusable-{stamp}-{os.getpid()}-{generation}"
+            moved = False
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(self.path + suffix, aside + suffix)
+                    moved = moved or suffix == ""
+            self._generation += 1
+        log.warning(
+            "sqlite cache file %s is not a usable database (%s); %s and started a fresh cache",
+            self.path,
+            exc,
+            f"kept it as {aside}" if moved else "it is gone",
+        )
 
     def _initialize(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
@@ -1298,6 +1329,15 @@ class SQLiteCache:
         return self._executor
 
     def _with_conn(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        generation = self._generation
+        try:
+            return fn(self._connect())
+        except sqlite3.DatabaseError as exc:
+            # Exactly DatabaseError: "file is not a database", "database disk image is
+            # malformed". Its subclasses (locked, constraint, misuse) are not about the file.
+            if type(exc) is not sqlite3.DatabaseError or self._in_memory:
+                raise
+            self._move_aside(generation, exc)
         return fn(self._connect())
 
     async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
