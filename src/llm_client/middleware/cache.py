@@ -53,6 +53,7 @@ __all__ = ["CacheMiddleware"]
 class _BackendError(Exception):
     """A timeout raised by the backend itself (not our cut), passed on as a plain failure."""
 
+
 log = logging.getLogger("llm_client.middleware.cache")
 
 _T = TypeVar("_T")
@@ -331,9 +332,7 @@ class CacheMiddleware:
         return result
 
     async def _lookup(self, ctx: _Ctx) -> _Shared | None:
-        entry = await self._backend_op(
-            "get", lambda: self.backend.get(ctx.key), ctx.call.deadline
-        )
+        entry = await self._backend_op("get", lambda: self.backend.get(ctx.key), ctx.call.deadline)
         if entry is not None and entry.key == ctx.key:
             result = self._usable(ctx, entry)
             if result is not None:
