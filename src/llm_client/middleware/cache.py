@@ -627,10 +627,12 @@ class CacheMiddleware:
                 async with asyncio.timeout(limit) as scope:
                     try:
                         result = await op()
-                    except TimeoutError as exc:
-                        if scope.expired():
-                            raise
-                        raise _BackendError from exc  # the backend's own timeout, not a cut
+                    except Exception as exc:
+                        if scope.expired():  # cut, whatever the backend made of the cancel
+                            raise TimeoutError from exc
+                        if isinstance(exc, TimeoutError):
+                            raise _BackendError from exc  # the backend's own timeout
+                        raise
             else:  # pragma: no cover - Python 3.10
                 result = await asyncio.wait_for(op(), limit)
         except asyncio.CancelledError:
