@@ -11,8 +11,9 @@ Why here, in ``cost -> timeout -> cache -> tokens -> retry -> limit -> transport
 
 What it does, in order: derive the key (:func:`~llm_client.cache.cache_identifier`), read the
 backend (exact, then semantic when configured), and on a miss call ``next`` once for all
-concurrent identical calls (single-flight), then store the answer. A failing backend never
-fails a call: the error is logged once per outage and the call goes on as a miss.
+concurrent identical calls (single-flight), then store the answer in the background. A failing
+or hung backend never fails or holds up a call: each operation is bounded, a failure is logged
+once per outage and the call goes on as a miss.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class _BackendError(Exception):
 log = logging.getLogger("llm_client.middleware.cache")
 
 _T = TypeVar("_T")
+
+#: How long :meth:`CacheMiddleware.flush` waits when neither it nor the step has a limit.
+_FLUSH_SECONDS = 10.0
 
 #: Failed results that are never stored, even with ``cache_errors``: they say something about
 #: this moment (timeouts, conflicts, rate limits, server trouble), not about the request.
@@ -105,7 +109,21 @@ class CacheMiddleware:
         prompt whose embedding has at least this cosine similarity, within the same scope.
     :param embed: async function turning a prompt into a vector (e.g. an embeddings call).
     :param backend_timeout: seconds a single backend operation may take before it counts as
-        a failure (the call then goes on without the cache); ``None`` to wait forever.
+        a failure (the call then goes on without the cache); ``None``: no limit of its own.
+    :param deadline_share: a read may also use at most this share of the time the call has
+        left under its ``timeout`` (default half), so a hung backend leaves the API the rest.
+        An operation cut by either limit counts as a failure and opens an outage: operations
+        are skipped until a probe, one per ``reconnect_interval`` seconds, answers again.
+    :param reconnect_interval: seconds between probes while the backend is in an outage.
+    :param max_pending_stores: background writes that may wait at once; more are dropped.
+    :param clock: monotonic time for the reconnect interval (tests inject a manual one).
+
+    Answers are written in background tasks, so storing never delays a call; calls with the
+    same key are answered from a pending write, and :meth:`flush` (called by
+    ``client.close()``) waits for the writes. Every entry read is checked
+    (:func:`~llm_client.cache.check_result_value`): a wrong-shaped one is a logged miss that
+    the next answer overwrites. An entry that would hold a known secret
+    (:mod:`llm_client.known_secrets`) is not stored; answers are never altered.
 
     Per-call behaviour follows :class:`~llm_client.pipeline.CacheOptions`:
 
@@ -232,10 +250,11 @@ class CacheMiddleware:
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait for the background stores still running (at most ``timeout`` seconds, by
-        default ``backend_timeout``), then cancel what is left. ``client.close()`` calls it."""
+        default ``backend_timeout``, or 10 s without one), then cancel what is left.
+        ``client.close()`` calls it."""
         if not self._stores:
             return
-        limit = self.backend_timeout if timeout is None else timeout
+        limit = timeout if timeout is not None else (self.backend_timeout or _FLUSH_SECONDS)
         pending = set(self._stores)
         _, late = await asyncio.wait(pending, timeout=limit)
         for task in late:
