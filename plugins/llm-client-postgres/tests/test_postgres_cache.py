@@ -700,3 +700,19 @@ async def test_locked_table_every_call_is_answered_within_its_deadline(
             await client.close()
             await locker.execute(f'DROP TABLE IF EXISTS "{table}"')
             await locker.close()
+
+
+async def test_mirror_pool_waits_instead_of_reporting_an_outage(
+    backends: Backends, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    backend = backends.make(redis_max_connections=2)
+    await asyncio.gather(*(backend.put(_entry(f"k{i}")) for i in range(50)))
+    found = await asyncio.gather(*(backend.get(f"k{i % 50}") for i in range(300)))
+    assert all(entry is not None for entry in found)
+    stats = await backend.stats()
+    assert stats["redis_failures"] == 0 and stats["redis_up"] and stats["errors"] == 0
+    assert stats["redis_hits"] == 300
+    assert backend._mirror is not None
+    assert backend._mirror._redis().connection_pool.max_connections == 2
+    assert "unavailable" not in caplog.text
