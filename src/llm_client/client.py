@@ -434,10 +434,14 @@ class OpenAIClient:
             await backend.warm()
 
     async def close(self) -> None:
-        """Close the SDK's HTTP client, the cache backend and the limiter."""
+        """Finish the cache's pending writes, then close the cache backend, the limiter and the
+        SDK's HTTP client."""
         backend = self.cache
         limiter = self.limiter
+        cache_step = self._step_with("backend")
         try:
+            if cache_step is not None and hasattr(cache_step, "flush"):
+                await cache_step.flush()  # answers still on their way into the cache
             if backend is not None:
                 await backend.aclose()
             if limiter is not None and hasattr(limiter, "aclose"):

@@ -179,6 +179,11 @@ def default_pipeline(
             plugin_manager=plugin_manager,
             clock=clock,
             redis_url=backend_options.get("redis_url") or os.environ.get("REDIS_URL"),
+            **{
+                name: backend_options[name]
+                for name in ("redis_max_connections",)
+                if backend_options.get(name) is not None
+            },
         )
     if limiter is not None:
         steps.append(("limit", RateLimit(limiter)))

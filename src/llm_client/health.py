@@ -70,7 +70,8 @@ class ServiceHealth:
     """Whether a service is believed up, and the once-per-outage log lines.
 
     :param service: what to call it in logs (``"Redis"``, ``"PostgreSQL"``).
-    :param target: where it lives (credentials are redacted before logging).
+    :param target: where it lives (credentials are redacted before logging); ``""`` when the
+        service name says it all.
     :param logger: where the lines go.
     :param reconnect_interval: seconds between attempts while the service is down.
     :param clock: monotonic time source; tests inject a manual one.
@@ -119,19 +120,25 @@ class ServiceHealth:
             return True
         return False
 
-    def failed(self, exc: BaseException) -> None:
-        """Record a failure; the first one of an outage is logged as a warning."""
+    @property
+    def _where(self) -> str:
+        return f"{self.service} at {self.target}" if self.target else self.service
+
+    def failed(self, exc: BaseException, *, reason: str | None = None) -> None:
+        """Record a failure; the first one of an outage is logged as a warning.
+
+        :param reason: what to log instead of ``"<type>: <message>"`` of ``exc`` (for a
+            message that needs redacting, or a failure that is not an exception's text).
+        """
         self.failures += 1
         now = self._clock.now()
         self._last_attempt = now
         if self._down_since is None:
             self._down_since = now
             self._logger.warning(
-                "%s at %s is unavailable (%s: %s); continuing without it and retrying every %.1fs",
-                self.service,
-                self.target,
-                type(exc).__name__,
-                exc,
+                "%s is unavailable (%s); continuing without it and retrying every %.1fs",
+                self._where,
+                reason if reason is not None else f"{type(exc).__name__}: {exc}",
                 self.reconnect_interval,
             )
 
@@ -140,9 +147,7 @@ class ServiceHealth:
         if self._down_since is not None:
             downtime = self._clock.now() - self._down_since
             self._down_since = None
-            self._logger.info(
-                "%s at %s is reachable again after %.1fs", self.service, self.target, downtime
-            )
+            self._logger.info("%s is reachable again after %.1fs", self._where, downtime)
 
 
 class ServiceDown(Exception):

@@ -34,6 +34,7 @@ from .exceptions import (
     StreamInterruptedError,
     error_for_status,
 )
+from .known_secrets import remember_secret
 from .result import LLMResult
 from .streaming import LLMEvent
 from .tokens import count_text_tokens
@@ -192,6 +193,7 @@ class Transport:
             "default_headers": dict(default_headers or {}),
         }
         self.sdk = sdk if sdk is not None else self._new_sdk(http_client)
+        remember_secret(getattr(self.sdk, "api_key", None))  # redacted from errors (exceptions.py)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closer: AsyncGenerator[None, None] | None = None
 

@@ -11,8 +11,9 @@ Why here, in ``cost -> timeout -> cache -> tokens -> retry -> limit -> transport
 
 What it does, in order: derive the key (:func:`~llm_client.cache.cache_identifier`), read the
 backend (exact, then semantic when configured), and on a miss call ``next`` once for all
-concurrent identical calls (single-flight), then store the answer. A failing backend never
-fails a call: the error is logged once per outage and the call goes on as a miss.
+concurrent identical calls (single-flight), then store the answer in the background. A failing
+or hung backend never fails or holds up a call: each operation is bounded, a failure is logged
+once per outage and the call goes on as a miss.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncio
 import logging
 import math
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,12 +33,16 @@ from ..cache import (
     SemanticCacheBackend,
     cache_identifier,
     cache_scope,
+    check_result_value,
     namespaced_key,
     prompt_text,
     redact_text,
-    scrub_secrets,
+    stored_params,
 )
+from ..clock import Clock
 from ..exceptions import ConfigurationError, InvalidRequestError, LLMClientError
+from ..health import ServiceHealth
+from ..known_secrets import find_secret
 from ..pipeline import Call, Next, Reply
 from ..result import LLMResult
 from ..streaming import LLMEvent
@@ -44,9 +50,17 @@ from ._stream import replay
 
 __all__ = ["CacheMiddleware"]
 
+
+class _BackendError(Exception):
+    """A timeout raised by the backend itself (not our cut), passed on as a plain failure."""
+
+
 log = logging.getLogger("llm_client.middleware.cache")
 
 _T = TypeVar("_T")
+
+#: How long :meth:`CacheMiddleware.flush` waits when neither it nor the step has a limit.
+_FLUSH_SECONDS = 10.0
 
 #: Failed results that are never stored, even with ``cache_errors``: they say something about
 #: this moment (timeouts, conflicts, rate limits, server trouble), not about the request.
@@ -95,7 +109,21 @@ class CacheMiddleware:
         prompt whose embedding has at least this cosine similarity, within the same scope.
     :param embed: async function turning a prompt into a vector (e.g. an embeddings call).
     :param backend_timeout: seconds a single backend operation may take before it counts as
-        a failure (the call then goes on without the cache); ``None`` to wait forever.
+        a failure (the call then goes on without the cache); ``None``: no limit of its own.
+    :param deadline_share: a read may also use at most this share of the time the call has
+        left under its ``timeout`` (default half), so a hung backend leaves the API the rest.
+        An operation cut by either limit counts as a failure and opens an outage: operations
+        are skipped until a probe, one per ``reconnect_interval`` seconds, answers again.
+    :param reconnect_interval: seconds between probes while the backend is in an outage.
+    :param max_pending_stores: background writes that may wait at once; more are dropped.
+    :param clock: monotonic time for the reconnect interval (tests inject a manual one).
+
+    Answers are written in background tasks, so storing never delays a call; calls with the
+    same key are answered from a pending write, and :meth:`flush` (called by
+    ``client.close()``) waits for the writes. Every entry read is checked
+    (:func:`~llm_client.cache.check_result_value`): a wrong-shaped one is a logged miss that
+    the next answer overwrites. An entry that would hold a known secret
+    (:mod:`llm_client.known_secrets`) is not stored; answers are never altered.
 
     Per-call behaviour follows :class:`~llm_client.pipeline.CacheOptions`:
 
@@ -126,6 +154,10 @@ class CacheMiddleware:
         semantic_threshold: float | None = None,
         embed: Callable[[str], Awaitable[list[float]]] | None = None,
         backend_timeout: float | None = 10.0,
+        deadline_share: float = 0.5,
+        reconnect_interval: float = 1.0,
+        max_pending_stores: int = 1000,
+        clock: Clock | None = None,
     ) -> None:
         if semantic_threshold is not None and not (
             isinstance(semantic_threshold, (int, float))
@@ -139,12 +171,38 @@ class CacheMiddleware:
             raise ConfigurationError(f"ttl must be a positive number of seconds, got {ttl!r}")
         if backend_timeout is not None and not backend_timeout > 0:
             raise ConfigurationError(f"backend_timeout must be positive, got {backend_timeout!r}")
+        if isinstance(deadline_share, bool) or not (
+            isinstance(deadline_share, (int, float)) and 0 < deadline_share <= 1
+        ):
+            raise ConfigurationError(f"deadline_share must be in (0, 1], got {deadline_share!r}")
+        if isinstance(max_pending_stores, bool) or not (
+            isinstance(max_pending_stores, int) and max_pending_stores >= 1
+        ):
+            raise ConfigurationError(
+                f"max_pending_stores must be an integer >= 1, got {max_pending_stores!r}"
+            )
         self.backend = backend
         self.collection = collection or None
         self.ttl = ttl
         self.semantic_threshold = semantic_threshold
         self.embed = embed
         self.backend_timeout = backend_timeout
+        self.deadline_share = float(deadline_share)
+        self.max_pending_stores = max_pending_stores
+        name = getattr(backend, "name", type(backend).__name__)
+        #: The outage state of the backend as this step sees it (one WARNING per outage).
+        self.health = ServiceHealth(
+            f"cache backend {name!r}",
+            "",
+            logger=log,
+            reconnect_interval=reconnect_interval,
+            clock=clock,
+        )
+        self._cut = False  # the outage began with an operation that did not answer in time
+        self._stores: set[asyncio.Task[None]] = set()  # background stores, for flush()
+        self._store_chain: dict[str, asyncio.Task[None]] = {}  # the latest store of each key
+        self._storing: dict[str, _Shared] = {}  # answers on their way into the backend
+        self._warned_dropped = False
         native = getattr(backend, "collection", None)
         self._prefix = None if native == self.collection else self.collection
         self._semantic = (
@@ -158,9 +216,9 @@ class CacheMiddleware:
                 getattr(backend, "name", type(backend).__name__),
             )
         self._inflight: dict[str, asyncio.Future[_Shared | None]] = {}
-        self._backend_down = False
         self._embed_down = False
         self._warned_unkeyable = False
+        self._warned_secret = False
         self._counts: dict[str, int] = dict.fromkeys(
             (
                 "hits",
@@ -170,7 +228,11 @@ class CacheMiddleware:
                 "stores",
                 "bypassed",
                 "backend_errors",
+                "backend_skips",
+                "stores_dropped",
                 "embed_errors",
+                "invalid",
+                "refused",
             ),
             0,
         )
@@ -180,8 +242,26 @@ class CacheMiddleware:
 
     def stats(self) -> dict[str, int]:
         """Counters since creation: hits, semantic hits, coalesced calls, misses, stores,
-        bypassed (uncacheable) calls, backend and embedding failures."""
-        return dict(self._counts)
+        bypassed (uncacheable) calls, backend failures (cut operations included), backend
+        operations skipped during an outage, stores dropped (too many pending), embedding
+        failures, invalid entries read, answers refused for holding a known secret; and the
+        number of stores still pending."""
+        return {**self._counts, "pending_stores": len(self._stores)}
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait for the background stores still running (at most ``timeout`` seconds, by
+        default ``backend_timeout``, or 10 s without one), then cancel what is left.
+        ``client.close()`` calls it."""
+        if not self._stores:
+            return
+        limit = timeout if timeout is not None else (self.backend_timeout or _FLUSH_SECONDS)
+        pending = set(self._stores)
+        _, late = await asyncio.wait(pending, timeout=limit)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+            log.warning("%d cache writes did not finish in time and were dropped", len(late))
 
     # --- the step -------------------------------------------------------------------------------
 
@@ -201,7 +281,8 @@ class CacheMiddleware:
         if options.rewrite_cache:  # no read, and nobody waits: the old entry stays readable
             return await self._fetch(ctx, next)
         if options.regen_cache:
-            await self._backend_op("delete", self.backend.delete(ctx.key))
+            self._storing.pop(ctx.key, None)
+            await self._backend_op("delete", lambda: self.backend.delete(ctx.key), call.deadline)
             if call.stream or ctx.key in self._inflight:
                 return await self._fetch(ctx, next)
             return await self._lead(ctx, next, read=False)
@@ -213,6 +294,11 @@ class CacheMiddleware:
                 self._counts["coalesced"] += 1
                 return await self._deliver(ctx, shared, coalesced=True)
             return await self._lookup_then_fetch(ctx, next)  # the leader failed: go alone
+        storing = self._storing.get(ctx.key)
+        if storing is not None and (storing.result.ok or options.cache_errors):
+            # stored a moment ago, still on its way into the backend: this is its hit
+            self._counts["hits"] += 1
+            return await self._deliver(ctx, storing, coalesced=False)
         if call.stream:  # a stream never leads: its answer exists only if someone drains it
             return await self._lookup_then_fetch(ctx, next)
         return await self._lead(ctx, next, read=True)
@@ -248,16 +334,24 @@ class CacheMiddleware:
         if entry is None:
             return None
         try:
+            check_result_value(entry.value, ctx.call.operation)
             result = LLMResult.from_dict(entry.value)
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            log.warning("ignoring unreadable cache entry %r: %s", entry.key, exc)
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+            self._counts["invalid"] += 1
+            log.warning(
+                "cache entry %r is not a valid %s result (%s); treating it as a miss, the"
+                " answer will replace it",
+                entry.key,
+                ctx.call.operation,
+                exc,
+            )
             return None
         if not result.ok and not ctx.call.cache.cache_errors:
             return None
         return result
 
     async def _lookup(self, ctx: _Ctx) -> _Shared | None:
-        entry = await self._backend_op("get", self.backend.get(ctx.key))
+        entry = await self._backend_op("get", lambda: self.backend.get(ctx.key), ctx.call.deadline)
         if entry is not None and entry.key == ctx.key:
             result = self._usable(ctx, entry)
             if result is not None:
@@ -315,9 +409,11 @@ class CacheMiddleware:
             return None
         backend = self.backend
         assert isinstance(backend, SemanticCacheBackend)
+        scope, threshold = ctx.scope, self.semantic_threshold
         found = await self._backend_op(
             "search",
-            backend.search(vector, scope=ctx.scope, threshold=self.semantic_threshold),
+            lambda: backend.search(vector, scope=scope, threshold=threshold),
+            ctx.call.deadline,
         )
         if found is None:
             return None
@@ -333,7 +429,7 @@ class CacheMiddleware:
     async def _deliver(self, ctx: _Ctx, shared: _Shared, *, coalesced: bool) -> Reply:
         raw = shared.result
         if coalesced and not shared.stored and self._storable(ctx, raw):
-            await self._store(ctx, raw)
+            self._store_later(ctx, raw)
         hit = raw.replace(
             cached=True,
             attempts=0,
@@ -372,18 +468,18 @@ class CacheMiddleware:
                     identifier=ctx.identifier,
                 )
                 if self._storable(ctx, failed):
-                    await self._store(ctx, failed)
+                    self._store_later(ctx, failed)
             raise
         if isinstance(reply, LLMResult):
             result = reply.replace(identifier=ctx.identifier)
             if self._storable(ctx, result):
-                await self._store(ctx, result)
+                self._store_later(ctx, result)
             return result
         return self._record(ctx, reply)
 
     async def _record(self, ctx: _Ctx, stream: AsyncIterator[LLMEvent]) -> AsyncIterator[LLMEvent]:
-        """Pass a live stream through; store its final result before handing on ``done``
-        (a consumer may stop reading right after it)."""
+        """Pass a live stream through; start storing its final result before handing on
+        ``done`` (a consumer may stop reading right after it)."""
         try:
             async for event in stream:
                 if event.type == "meta":
@@ -395,7 +491,7 @@ class CacheMiddleware:
                 elif event.type in ("done", "error") and event.result is not None:
                     final = event.result.replace(identifier=ctx.identifier)
                     if self._storable(ctx, final):
-                        await self._store(ctx, final)
+                        self._store_later(ctx, final)
                     data = dict(event.data)
                     if "identifier" in data:
                         data["identifier"] = ctx.identifier
@@ -406,73 +502,173 @@ class CacheMiddleware:
             if aclose is not None:
                 await aclose()
 
-    async def _store(self, ctx: _Ctx, result: LLMResult) -> bool:
+    def _entry(self, ctx: _Ctx, result: LLMResult, semantic: bool) -> CacheEntry | None:
+        """The entry to store for ``result``, or ``None`` if it holds a known secret.
+
+        The answer is stored exactly as it came; the request parameters lose only what is
+        not request content (credentials, transport options: :func:`stored_params`).
+        """
         call = ctx.call
-        value = scrub_secrets(
-            result.replace(identifier=ctx.identifier, cached=False, cache_similarity=None).to_dict()
-        )
-        semantic = self._prepare_semantic(ctx)
+        value = result.replace(
+            params=stored_params(result.params),
+            identifier=ctx.identifier,
+            cached=False,
+            cache_similarity=None,
+        ).to_dict()
         if ctx.scope is None:
             try:
                 ctx.scope = cache_scope(call, collection=self.collection)
             except TypeError:
                 ctx.scope = ""
-        entry = CacheEntry(
+        prompt = ctx.prompt if semantic and ctx.prompt else None
+        found = find_secret((value, prompt))
+        if found is not None:
+            self._counts["refused"] += 1
+            level = logging.DEBUG if self._warned_secret else logging.WARNING
+            self._warned_secret = True
+            log.log(
+                level,
+                "not caching an answer: the request or the answer holds %s (the answer itself"
+                " is returned unchanged)",
+                found,
+            )
+            return None
+        return CacheEntry(
             key=ctx.key,
             value=value,
             model=result.model or str(call.params.get("model", call.profile.model_name)),
             operation=call.operation,
             scope=ctx.scope,
-            prompt=redact_text(ctx.prompt) if semantic and ctx.prompt else None,
+            prompt=prompt,
         )
+
+    def _store_later(self, ctx: _Ctx, result: LLMResult) -> None:
+        """Store ``result`` in a background task, so the caller's answer never waits for it.
+
+        Until the write is done, calls with the same key are answered from memory (see
+        ``_storing``; not during an outage), so a call that arrives right after never misses.
+        Writes of one key run in order. At most ``max_pending_stores`` writes are pending;
+        beyond that a write is dropped (counted, logged once).
+        """
+        if len(self._stores) >= self.max_pending_stores:
+            self._counts["stores_dropped"] += 1
+            level = logging.DEBUG if self._warned_dropped else logging.WARNING
+            self._warned_dropped = True
+            log.log(
+                level,
+                "dropping a cache write: %d writes are already waiting for the cache backend",
+                len(self._stores),
+            )
+            return
+        semantic = self._prepare_semantic(ctx)
+        entry = self._entry(ctx, result, semantic)
+        if entry is None:
+            return
+        key = ctx.key
+        shared = _Shared(result, None, True)
+        if self.health.up:  # while the backend is down, the write will probably not land
+            self._storing[key] = shared
+        task = asyncio.get_running_loop().create_task(
+            self._store_after(ctx, entry, semantic, self._store_chain.get(key))
+        )
+        self._stores.add(task)
+        self._store_chain[key] = task
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._stores.discard(task)
+            if self._store_chain.get(key) is task:
+                del self._store_chain[key]
+                if self._storing.get(key) is shared:
+                    del self._storing[key]
+
+        task.add_done_callback(done)
+
+    async def _store_after(
+        self,
+        ctx: _Ctx,
+        entry: CacheEntry,
+        semantic: bool,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait((previous,))
+        await self._store(ctx, entry, semantic)
+
+    async def _store(self, ctx: _Ctx, entry: CacheEntry, semantic: bool) -> bool:
         vector = await self._vector(ctx) if semantic else None
         if vector is not None:
             backend = self.backend
             assert isinstance(backend, SemanticCacheBackend)
             ok = await self._backend_op(
-                "put_vector", backend.put_vector(entry, vector, ttl=self.ttl), failed=False
+                "put_vector",
+                lambda: backend.put_vector(entry, vector, ttl=self.ttl),
+                None,
+                failed=False,
             )
         else:
-            ok = await self._backend_op("put", self.backend.put(entry, ttl=self.ttl), failed=False)
+            ok = await self._backend_op(
+                "put", lambda: self.backend.put(entry, ttl=self.ttl), None, failed=False
+            )
         if ok:
             self._counts["stores"] += 1
         return bool(ok)
 
     # --- degradation ------------------------------------------------------------------------------
 
-    async def _backend_op(self, what: str, op: Awaitable[_T], *, failed: Any = None) -> Any:
-        """Run one backend operation; on any failure log (once per outage) and return
-        ``failed`` instead of raising."""
+    def _limit(self, deadline: float | None) -> float | None:
+        """Seconds one backend operation may take: ``backend_timeout``, and at most
+        ``deadline_share`` of the time the call has left (``<= 0``: no time for it)."""
+        if deadline is None:
+            return self.backend_timeout
+        share = (deadline - time.monotonic()) * self.deadline_share
+        return share if self.backend_timeout is None else min(self.backend_timeout, share)
+
+    async def _backend_op(
+        self,
+        what: str,
+        op: Callable[[], Awaitable[_T]],
+        deadline: float | None,
+        *,
+        failed: Any = None,
+    ) -> Any:
+        """Run one backend operation within :meth:`_limit`; on any failure, including not
+        answering in time, record it (one WARNING per outage) and return ``failed``.
+
+        An operation cut short opens an outage: until one probe every ``reconnect_interval``
+        gets an answer again, operations are skipped without waiting for the backend.
+        """
+        limit = self._limit(deadline)
+        if (limit is not None and limit <= 0) or (self._cut and not self.health.should_try()):
+            self._counts["backend_skips"] += 1
+            return failed
         try:
-            if self.backend_timeout is None:
-                result = await op
+            if limit is None:
+                result = await op()
             elif sys.version_info >= (3, 11):
-                async with asyncio.timeout(self.backend_timeout):
-                    result = await op
+                async with asyncio.timeout(limit) as scope:
+                    try:
+                        result = await op()
+                    except Exception as exc:
+                        if scope.expired():  # cut, whatever the backend made of the cancel
+                            raise TimeoutError from exc
+                        if isinstance(exc, TimeoutError):
+                            raise _BackendError from exc  # the backend's own timeout
+                        raise
             else:  # pragma: no cover - Python 3.10
-                result = await asyncio.wait_for(op, self.backend_timeout)
+                result = await asyncio.wait_for(op(), limit)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._counts["backend_errors"] += 1
-            name = getattr(self.backend, "name", type(self.backend).__name__)
             if isinstance(exc, TimeoutError):
-                reason = f"no answer within {self.backend_timeout:g}s"
+                self._cut = True
+                reason = f"{what}: no answer within {limit:g}s"
             else:
-                reason = f"{type(exc).__name__}: {redact_text(str(exc))}"
-            if not self._backend_down:
-                self._backend_down = True
-                log.warning(
-                    "cache backend %r failed on %s (%s); calls go on without the cache until"
-                    " it works again",
-                    name,
-                    what,
-                    reason,
-                )
-            else:
-                log.debug("cache backend %r failed on %s (%s)", name, what, reason)
+                cause = exc.__cause__ if isinstance(exc, _BackendError) else exc
+                reason = f"{what}: {type(cause).__name__}: {redact_text(str(cause))}"
+            self.health.failed(exc, reason=reason)
+            log.debug("cache backend operation failed (%s)", reason)
             return failed
-        if self._backend_down:
-            self._backend_down = False
-            log.info("cache backend %r works again", getattr(self.backend, "name", "cache backend"))
+        self._cut = False
+        self.health.succeeded()
         return True if what in ("put", "put_vector") else result

@@ -57,7 +57,7 @@ from llm_client.rate_limit import (
     check_rate,
 )
 
-from ._connect import connect
+from ._connect import check_max_connections, connect
 
 __all__ = ["DEFAULT_KEY", "RedisLimiter"]
 
@@ -257,6 +257,8 @@ class RedisLimiter:
     :param connect_timeout: seconds to wait for a connection.
     :param command_timeout: seconds to wait for a script's answer.
     :param server_clock: tests only: take "now" from this clock instead of Redis ``TIME``.
+    :param redis_max_connections: size of the connection pool (default 100); a command waits
+        for a free connection rather than failing.
     """
 
     def __init__(
@@ -273,6 +275,7 @@ class RedisLimiter:
         connect_timeout: float = 1.0,
         command_timeout: float = 2.0,
         server_clock: Clock | None = None,
+        redis_max_connections: int | None = None,
     ) -> None:
         self._configured_tpm = check_rate("tokens_per_minute", tokens_per_minute)
         self._configured_rpm = check_rate("requests_per_minute", requests_per_minute)
@@ -294,6 +297,7 @@ class RedisLimiter:
         self._fallback_share = fallback_share
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
+        self._redis_max_connections = check_max_connections(redis_max_connections)
         self.health = ServiceHealth(
             "Redis", self.url, logger=logger, reconnect_interval=reconnect_interval, clock=clock
         )
@@ -362,6 +366,7 @@ class RedisLimiter:
                 self.url,
                 connect_timeout=self._connect_timeout,
                 command_timeout=self._command_timeout,
+                max_connections=self._redis_max_connections,
             )
             for name, source in (
                 ("reserve", _RESERVE),
