@@ -67,7 +67,8 @@ async def key(redis_url: str) -> AsyncIterator[str]:
     yield name
     raw = aioredis.Redis.from_url(redis_url)
     try:
-        await raw.delete(f"{{{name}}}:state", f"{{{name}}}:members", f"{{{name}}}:pending")
+        parts = ("state", "members", "pending", "kt", "kr")
+        await raw.delete(*(f"{{{name}}}:{part}" for part in parts))
     finally:
         await raw.aclose()
 
@@ -755,5 +756,6 @@ async def test_two_clients_share_one_budget_through_redis(redis_url: str) -> Non
         assert stats[1]["processes"] == 2  # both used the one budget in Redis
         assert all(s["redis_up"] == 1 for s in stats)
     finally:
-        await raw.delete(f"{shared}:state", f"{shared}:members")
+        parts = ("state", "members", "pending", "kt", "kr")
+        await raw.delete(*(f"{shared}:{part}" for part in parts))
         await raw.aclose()

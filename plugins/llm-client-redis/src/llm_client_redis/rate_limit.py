@@ -79,9 +79,15 @@ _MEMBER_WINDOW_US = 60_000_000
 # 'r' is a reservation (m = its slot, d = its amount over the rate), 'c' a charge at the end
 # of the schedule, 'f' a floor from a header (a pause). The hash keeps the base ``bt``/``br``
 # (the schedule with everything before the list applied), the latest folded slot ``bl``, and
-# the cached end of the schedule ``tt``/``tr``/``last``: always the base replayed through the
-# list. Entries leave the head of the list once nothing can undo them (a reservation whose
-# slot has come; any other entry ahead of the first pending reservation).
+# the end of the schedule ``tt``/``tr``/``last``: always the base replayed through the list.
+# Entries leave the head of the list once nothing can undo them (a reservation whose slot has
+# come; any other entry ahead of the first pending reservation).
+#
+# Replaying is max-plus: from a base b the list ends at max(b + S, R), where S is the sum of
+# its d and R = max over entries j of (m_j + d_j + the d after j). With P_j the running sum of
+# d up to and including j (``pt`` at the end of the list, ``qt`` at its base), R = P_end +
+# max_j (m_j + d_j - P_j). Those keys never change, so a sorted set per dimension (KEYS[4],
+# KEYS[5]) keeps them and a refund, which lowers the base, finds the new end in O(log n).
 _PRELUDE = """
 local now
 if ARGV[1] ~= '' then
@@ -90,8 +96,9 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local s = redis.call('HMGET', KEYS[1], 'tt', 'tr', 'last', 'seq', 'bt', 'br', 'bl')
-if not s[1] then redis.call('DEL', KEYS[3]) end
+local s = redis.call('HMGET', KEYS[1], 'tt', 'tr', 'last', 'seq', 'bt', 'br', 'bl', 'pt', 'pr',
+  'qt', 'qr')
+if not s[1] then redis.call('DEL', KEYS[3], KEYS[4], KEYS[5]) end
 local tt = tonumber(s[1]) or now
 local tr = tonumber(s[2]) or now
 local last = tonumber(s[3]) or now
@@ -99,55 +106,93 @@ local seq = tonumber(s[4]) or 0
 local bt = tonumber(s[5]) or tt
 local br = tonumber(s[6]) or tr
 local bl = tonumber(s[7]) or last
+local pt, pr = tonumber(s[8]) or 0, tonumber(s[9]) or 0
+local qt, qr = tonumber(s[10]) or 0, tonumber(s[11]) or 0
+local n = redis.call('LLEN', KEYS[3])
 local function num(x) return string.format('%.17g', x) end
 local function parse(e)
   local k, q, mt, mr, dt, dr = string.match(e, '^(%a) (%S+) (%S+) (%S+) (%S+) (%S+)$')
   return k, q, tonumber(mt), tonumber(mr), tonumber(dt), tonumber(dr)
 end
-local function push(k, mt, mr, dt, dr)
+local function add(e, k, q, mt, mr, dt, dr)
   tt = math.max(tt, mt) + dt
   tr = math.max(tr, mr) + dr
+  pt, pr = pt + dt, pr + dr
+  redis.call('ZADD', KEYS[4], num(mt + dt - pt), q)
+  redis.call('ZADD', KEYS[5], num(mr + dr - pr), q)
   if k == 'r' then last = mt end
-  redis.call('RPUSH', KEYS[3],
-    k .. ' ' .. seq .. ' ' .. num(mt) .. ' ' .. num(mr) .. ' ' .. num(dt) .. ' ' .. num(dr))
+  redis.call('RPUSH', KEYS[3], e)
+  n = n + 1
+end
+local function push(k, mt, mr, dt, dr)
+  if n == 0 and (k ~= 'r' or mt <= now) then  -- nothing could undo it: straight to the base
+    tt = math.max(tt, mt) + dt
+    tr = math.max(tr, mr) + dr
+    if k == 'r' then last = mt end
+    bt, br, bl = tt, tr, last
+    return
+  end
+  local e = k .. ' ' .. seq .. ' ' .. num(mt) .. ' ' .. num(mr) .. ' ' .. num(dt) .. ' ' .. num(dr)
+  add(e, parse(e))
 end
 local function fold()
-  while true do
+  if n == 0 then return end
+  while n > 0 do
     local e = redis.call('LINDEX', KEYS[3], 0)
-    if not e then break end
-    local k, _, mt, mr, dt, dr = parse(e)
+    local k, q, mt, mr, dt, dr = parse(e)
     if k == 'r' and mt > now then break end
     bt = math.max(bt, mt) + dt
     br = math.max(br, mr) + dr
+    qt, qr = qt + dt, qr + dr
     if k == 'r' then bl = mt end
     redis.call('LPOP', KEYS[3])
+    redis.call('ZREM', KEYS[4], q)
+    redis.call('ZREM', KEYS[5], q)
+    n = n - 1
   end
-  if redis.call('LLEN', KEYS[3]) == 0 then bt, br, bl = tt, tr, last end
+  if n == 0 then
+    bt, br, bl, pt, pr, qt, qr = tt, tr, last, 0, 0, 0, 0
+    redis.call('DEL', KEYS[4], KEYS[5])
+  end
 end
-local function replay(drop)
-  local t, r, l, kept, found = bt, br, bl, {}, 0
-  for _, e in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
-    local k, q, mt, mr, dt, dr = parse(e)
-    if k == 'r' and drop[q] then
-      found = found + 1
-    else
-      t = math.max(t, mt) + dt
-      r = math.max(r, mr) + dr
-      if k == 'r' then l = mt end
-      kept[#kept + 1] = e
-    end
+local function ends()  -- the end of the schedule from the base, in O(log n)
+  local t, r = bt + (pt - qt), br + (pr - qr)
+  local kt = redis.call('ZREVRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  local kr = redis.call('ZREVRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+  if kt[2] then t = math.max(t, pt + tonumber(kt[2])) end
+  if kr[2] then r = math.max(r, pr + tonumber(kr[2])) end
+  tt, tr = t, r
+end
+local function drop(seqs)  -- replays the list without these reservations: O(n)
+  local all, found = redis.call('LRANGE', KEYS[3], 0, -1), 0
+  for _, e in ipairs(all) do
+    local k, q = parse(e)
+    if k == 'r' and seqs[q] then found = found + 1 end
   end
-  tt, tr, last = t, r, l
-  return kept, found
+  if found == 0 then return 0 end
+  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+  tt, tr, last, pt, pr, qt, qr, n = bt, br, bl, 0, 0, 0, 0, 0
+  for _, e in ipairs(all) do
+    local k, q, mt, mr, dt, dr = parse(e)
+    if not (k == 'r' and seqs[q]) then add(e, k, q, mt, mr, dt, dr) end
+  end
+  return found
 end
 local function save(ct, rt, cr, rr)
   fold()
-  redis.call('HSET', KEYS[1], 'tt', num(tt), 'tr', num(tr), 'last', num(last), 'seq', seq,
-    'bt', num(bt), 'br', num(br), 'bl', num(bl))
+  redis.call('HSET', KEYS[1], 'tt', num(tt), 'tr', num(tr), 'last', num(last), 'seq', seq)
+  if n > 0 then
+    redis.call('HSET', KEYS[1], 'bt', num(bt), 'br', num(br), 'bl', num(bl), 'pt', num(pt),
+      'pr', num(pr), 'qt', num(qt), 'qr', num(qr))
+  elseif s[5] then  -- nothing pending: the base is the end, and the sums start again at 0
+    redis.call('HDEL', KEYS[1], 'bt', 'br', 'bl', 'pt', 'pr', 'qt', 'qr')
+  end
   local idle = math.max(tt - now + ct / rt, tr - now + cr / rr, 0)
   local ttl = math.ceil(idle / 1000) + 60000
   redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[3], ttl)
+  if n > 0 then
+    for i = 3, 5 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  end
 end
 local function levels(ct, rt, cr, rr)
   return num(ct - rt * math.max(0, tt - now)), num(cr - rr * math.max(0, tr - now))
@@ -196,7 +241,7 @@ local gt, gr = 0, 0
 bt, gt = refund(bt, d_t, rt)
 br, gr = refund(br, d_r, rr)
 local f = now
-if gt > 0 or gr > 0 then replay({}) end
+if gt > 0 or gr > 0 then ends() end
 seq = seq + 1
 if d_t < 0 or d_r < 0 then
   f = math.max(now, last)
@@ -218,16 +263,10 @@ _CANCEL = (
     _PRELUDE
     + """
 fold()
-local drop = {}
-for i = 6, #ARGV do drop[ARGV[i]] = true end
-local kept, found = replay(drop)
-if found > 0 then
-  redis.call('DEL', KEYS[3])
-  for i = 1, #kept, 1000 do
-    redis.call('RPUSH', KEYS[3], unpack(kept, i, math.min(i + 999, #kept)))
-  end
-  seq = seq + 1
-end
+local seqs = {}
+for i = 6, #ARGV do seqs[ARGV[i]] = true end
+local found = drop(seqs)
+if found > 0 then seq = seq + 1 end
 save(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
 return found
 """
@@ -353,8 +392,8 @@ class RedisLimiter:
             raise ConfigurationError(f"key must be a non-empty string, got {key!r}")
         self.url = redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
         self.key = key
-        # One hash tag, so both keys live in the same cluster slot.
-        self._keys = [f"{{{key}}}:state", f"{{{key}}}:members", f"{{{key}}}:pending"]
+        # One hash tag, so all its keys live in the same cluster slot.
+        self._keys = [f"{{{key}}}:{part}" for part in ("state", "members", "pending", "kt", "kr")]
         self._member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._clock: Clock = clock if clock is not None else DEFAULT_CLOCK
         self._server_clock = server_clock
