@@ -98,6 +98,7 @@ def default_pipeline(
     attempts: int = 3,
     backoff: float = 0.5,
     timeout: float | None = None,
+    stream_idle_timeout: float | None = None,
     plugin_manager: pluggy.PluginManager | None = None,
     clock: Clock | None = None,
     **backend_options: Any,
@@ -115,7 +116,10 @@ def default_pipeline(
     if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff < 0:
         raise ConfigurationError(f"backoff must be a number >= 0, got {backoff!r}")
     _positive("timeout", timeout)
-    steps: list[tuple[str, Any]] = [("cost", CostAccounting()), ("timeout", Timeout(timeout))]
+    steps: list[tuple[str, Any]] = [
+        ("cost", CostAccounting()),
+        ("timeout", Timeout(timeout, stream_idle_timeout=stream_idle_timeout)),
+    ]
     if isinstance(cache_backend, str) and cache_backend.lower() == "none":
         cache_backend = None
     if cache_backend is not None:

@@ -1,0 +1,59 @@
+"""What one call has spent so far, for the steps that cut a call short.
+
+A call cut by its deadline after it was sent, or a stream whose consumer stopped reading,
+ends without the server's usage: the server billed the work, but its answer never arrived.
+The transport keeps a :class:`CallMeter` (found in ``call.context["meter"]``) up to date: the
+attempts it sent, the usage of the attempts that ended, and an estimate for the attempt in
+flight (the input tokens counted before sending, plus the output that has streamed in). The
+step that cuts the call — the timeout, or cost accounting for an abandoned stream — reports
+that sum, marked :attr:`Usage.estimated <llm_client.usage.Usage.estimated>`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .usage import Usage
+
+if TYPE_CHECKING:
+    from .pipeline import Call
+
+__all__ = ["CallMeter", "meter_of"]
+
+
+class CallMeter:
+    """Attempts sent, usage settled, and the estimate of the attempt in flight."""
+
+    __slots__ = ("attempts", "in_flight", "settled")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.settled = Usage()
+        self.in_flight: Usage | None = None
+
+    def sent(self, estimate: Usage) -> None:
+        """An attempt went out; ``estimate`` is what it costs if no answer ever comes."""
+        self.attempts += 1
+        self.in_flight = estimate
+
+    def update(self, estimate: Usage) -> None:
+        """A better estimate for the attempt in flight (e.g. with the output streamed so far)."""
+        if self.in_flight is not None:
+            self.in_flight = estimate
+
+    def ended(self, usage: Usage | None) -> None:
+        """The attempt in flight ended with ``usage`` (reported on its result or error)."""
+        self.in_flight = None
+        if usage is not None:
+            self.settled = self.settled + usage
+
+    def spent(self) -> Usage:
+        """Everything spent so far; ``estimated`` if an attempt is still in flight."""
+        if self.in_flight is None:
+            return self.settled
+        return self.settled + self.in_flight
+
+
+def meter_of(call: Call) -> CallMeter | None:
+    meter = call.context.get("meter")
+    return meter if isinstance(meter, CallMeter) else None
