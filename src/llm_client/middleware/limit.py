@@ -76,4 +76,7 @@ class RateLimit:
             try:
                 await aclose(stream)  # the consumer stopped: close the response below now
             finally:
-                await lease_cm.__aexit__(*exc_info)
+                try:
+                    await lease_cm.__aexit__(*exc_info)
+                finally:
+                    exc_info = (None, None, None)  # its traceback holds this frame: a cycle
