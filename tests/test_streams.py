@@ -303,3 +303,26 @@ async def test_abandoned_stream_counts_what_it_spent(server):
     await client.close()
     assert stats["abandoned"] == 1 and stats["failed"] == 0 and stats["estimated"] == 1
     assert stats["input_tokens"] > 0 and stats["output_tokens"] > 0 and stats["attempts"] == 1
+
+
+async def test_streams_leave_no_reference_cycles(server, no_gc):
+    """With the garbage collector off, nothing of a stream may be left for it to find."""
+    client = make_client(server, rate_limit_backend="local", cache_backend="memory", timeout=30)
+    [e async for e in client.stream(MESSAGES)]  # warm up
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for i in range(3):
+            [e async for e in client.stream([{"role": "user", "content": f"question {i}"}])]
+            stream = client.stream([{"role": "user", "content": f"left {i}"}])
+            async for event in stream:
+                if event.type == "text_delta":
+                    break
+            await stream.aclose()
+        gc.collect()
+        kinds = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    await client.close()
+    assert not kinds & {"async_generator", "_SDKEvents", "_LocalLease", "GeneratorExit"}, kinds
