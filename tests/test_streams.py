@@ -91,6 +91,22 @@ async def test_aclose_closes_the_connection_at_once(server, api, chain):
 
 
 @pytest.mark.usefixtures("no_gc")
+async def test_leaving_stream_sse_closes_the_connection_at_once(server):
+    server.drip_next(interval=0.2)
+    client = make_client(server, **CHAINS["full"])
+    frames = client.stream_sse(MESSAGES)
+    async for frame in frames:
+        if frame.startswith("event: text_delta"):
+            break
+    t0 = time.monotonic()
+    await frames.aclose()
+    record = await closed_within(server, t0, CLOSE_BOUND)
+    await client.close()
+    assert record.outcome == "client_closed", record
+    assert record.closed is not None and record.closed - t0 <= CLOSE_BOUND
+
+
+@pytest.mark.usefixtures("no_gc")
 @pytest.mark.parametrize("chain", sorted(CHAINS))
 async def test_break_closes_the_connection_at_once(server, chain):
     server.drip_next(interval=0.2)

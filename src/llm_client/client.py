@@ -509,8 +509,12 @@ class OpenAIClient:
 
     async def stream_sse(self, messages: Any = None, **kwargs: Any) -> AsyncIterator[str]:
         """:meth:`stream` encoded as Server-Sent Events frames for a web response."""
-        async for event in self.stream(messages, **kwargs):
-            yield to_sse(event)
+        events = self.stream(messages, **kwargs)
+        try:
+            async for event in events:
+                yield to_sse(event)
+        finally:  # the web client went away: close the stream below at once
+            await aclose(events)
 
     # --- batches ---------------------------------------------------------------------------------
 
