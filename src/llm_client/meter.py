@@ -11,6 +11,7 @@ that sum, marked :attr:`Usage.estimated <llm_client.usage.Usage.estimated>`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .usage import Usage
@@ -22,19 +23,27 @@ __all__ = ["CallMeter", "meter_of"]
 
 
 class CallMeter:
-    """Attempts sent, usage settled, and the estimate of the attempt in flight."""
+    """Attempts sent, usage settled, and the estimate of the attempt in flight.
+
+    Cheap on the common path: an estimate is a function, called only if the call is cut.
+    """
 
     __slots__ = ("attempts", "in_flight", "settled")
 
     def __init__(self) -> None:
         self.attempts = 0
-        self.settled = Usage()
-        self.in_flight: Usage | None = None
+        self.settled: Usage | None = None
+        self.in_flight: Usage | Callable[[], Usage] | None = None
 
-    def sent(self, estimate: Usage) -> None:
-        """An attempt went out; ``estimate`` is what it costs if no answer ever comes."""
+    def sent(self, estimate: Callable[[], Usage]) -> None:
+        """An attempt went out; ``estimate()`` is what it costs if no answer ever comes."""
         self.attempts += 1
         self.in_flight = estimate
+
+    @property
+    def open(self) -> bool:
+        """Whether an attempt is in flight."""
+        return self.in_flight is not None
 
     def update(self, estimate: Usage) -> None:
         """A better estimate for the attempt in flight (e.g. with the output streamed so far)."""
@@ -45,13 +54,15 @@ class CallMeter:
         """The attempt in flight ended with ``usage`` (reported on its result or error)."""
         self.in_flight = None
         if usage is not None:
-            self.settled = self.settled + usage
+            self.settled = usage if self.settled is None else self.settled + usage
 
     def spent(self) -> Usage:
         """Everything spent so far; ``estimated`` if an attempt is still in flight."""
-        if self.in_flight is None:
-            return self.settled
-        return self.settled + self.in_flight
+        settled = self.settled or Usage()
+        in_flight = self.in_flight
+        if in_flight is None:
+            return settled
+        return settled + (in_flight if isinstance(in_flight, Usage) else in_flight())
 
 
 def meter_of(call: Call) -> CallMeter | None:

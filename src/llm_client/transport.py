@@ -243,7 +243,7 @@ class Transport:
             options["timeout"] = timeout
         meter = meter_of(call)
         if meter is not None:  # from here on the server may bill the input
-            meter.sent(self._estimated_usage(call, ""))
+            meter.sent(lambda: self._estimated_usage(call, ""))
         try:
             reply: Reply
             if call.operation == "embeddings":
@@ -521,7 +521,7 @@ class Transport:
         """A stream that ends without its final event (cut by the deadline, or its consumer
         stopped): leave the best estimate of its usage on the call's meter."""
         meter = meter_of(call)
-        if meter is not None and meter.in_flight is not None:
+        if meter is not None and meter.open:
             meter.update(usage or self._estimated_usage(call, "".join(texts)))
 
     async def _stream_failed(

@@ -50,8 +50,8 @@ class CostTotals:
 class CostAccounting:
     """Totals of every call that passed through: counts, tokens, USD spent and saved.
 
-    It puts a :class:`~llm_client.meter.CallMeter` on each call, so that a stream its consumer
-    leaves early still counts what its attempts spent.
+    It puts a :class:`~llm_client.meter.CallMeter` on each streamed call, so that a stream its
+    consumer leaves early still counts what its attempts spent.
     """
 
     def __init__(self) -> None:
@@ -96,7 +96,7 @@ class CostAccounting:
 
     async def __call__(self, call: Call, next: Next, /) -> Reply:
         meter = meter_of(call)
-        if meter is None:
+        if meter is None and call.stream:
             meter = CallMeter()
             call = call.replace(context={**call.context, "meter": meter})
         try:
@@ -109,7 +109,8 @@ class CostAccounting:
             self._spend(exc.usage if isinstance(exc.usage, Usage) else Usage())
             raise
         if is_stream(reply):
-            return on_final(reply, lambda final: self._add_stream(final, meter))  # type: ignore[arg-type]
+            spent = meter or CallMeter()  # a custom step answered a unary call with a stream
+            return on_final(reply, lambda final: self._add_stream(final, spent))  # type: ignore[arg-type]
         assert isinstance(reply, LLMResult)
         self._add(reply)
         return reply
