@@ -129,6 +129,7 @@ class Outcome:
     estimated: bool = False
     seconds: float = 0.0
     abandoned_at: float | None = None  # time.monotonic() when the consumer left
+    leave: str = ""  # how it was left: "break" or "aclose"
 
 
 def take(outcome: Outcome, result: Any) -> None:
@@ -151,7 +152,7 @@ async def one_call(client: OpenAIClient, prompt: str, timeout: float) -> Outcome
 
 async def one_stream(client: OpenAIClient, prompt: str, timeout: float, leave: str) -> Outcome:
     """Stream ``prompt``; ``leave`` is "", "break" or "aclose" (after the first text)."""
-    outcome = Outcome(prompt)
+    outcome = Outcome(prompt, leave=leave)
     start = time.monotonic()
     if leave == "break":
         async for event in client.stream([{"role": "user", "content": prompt}], timeout=timeout):
@@ -305,12 +306,14 @@ def print_report(
         sum(billed.get(o.prompt, [0, 0])[1] for o in estimated),
     )
     closed = []
+    by_mode: dict[str, list[float]] = defaultdict(list)
     still_open = completed_first = 0
     for o in abandoned:
         ends = server["streams"].get(o.prompt, [])
         last = ends[-1] if ends else ("none", None)
         if last[0] == "client_closed" and last[1] is not None:
             closed.append(max(0.0, last[1] - (o.abandoned_at or 0.0)))
+            by_mode[o.leave].append(closed[-1])
         elif last[0] in ("completed", "cut"):
             completed_first += 1  # the server had ended the answer before the consumer left
         else:
@@ -367,6 +370,14 @@ def print_report(
             "  close after the consumer left: median / p99 / max (ms)",
             " / ".join(f"{q * 1000:.0f}" for q in spread(closed)),
             "",
+        ),
+        *(
+            (
+                f"    after {mode}: median / p99 / max (ms)",
+                " / ".join(f"{q * 1000:.0f}" for q in spread(by_mode[mode])),
+                "",
+            )
+            for mode in ("aclose", "break")
         ),
         (
             "  closed within 100 ms of the consumer leaving",
