@@ -102,6 +102,7 @@ def default_pipeline(
     attempts: int = 3,
     backoff: float = 0.5,
     timeout: float | None = None,
+    stream_idle_timeout: float | None = None,
     plugin_manager: pluggy.PluginManager | None = None,
     clock: Clock | None = None,
     **backend_options: Any,
@@ -131,7 +132,10 @@ def default_pipeline(
             "rate_limit_backend must be 'local', a plugin's name ('redis') or None,"
             f" got {rate_limit_backend!r:.60}"
         )
-    steps: list[tuple[str, Any]] = [("cost", CostAccounting()), ("timeout", Timeout(timeout))]
+    steps: list[tuple[str, Any]] = [
+        ("cost", CostAccounting()),
+        ("timeout", Timeout(timeout, stream_idle_timeout=stream_idle_timeout)),
+    ]
     if isinstance(cache_backend, str) and cache_backend.lower() == "none":
         cache_backend = None
     if cache_backend is not None:
