@@ -557,7 +557,7 @@ class _LocalLease(Lease, AbstractAsyncContextManager[Lease]):
         # proportion (TokenBucket.refund).
         self._scale_tokens = 1.0
         self._scale_requests = 1.0
-        self._scale_usage = 1.0
+        self._scale_usage = 0.0  # 0: not taken from a usage-based bucket
 
     async def __aenter__(self) -> Lease:
         limiter = self._limiter
@@ -825,7 +825,7 @@ class Limiter:
         self._refunded_requests += lease.requests
         self._tokens.refund(lease.tokens, scale=lease._scale_tokens)
         self._requests.refund(lease.requests, scale=lease._scale_requests)
-        if self._usage is not None:
+        if self._usage is not None and lease._scale_usage:
             self._usage.refund(lease.tokens, scale=lease._scale_usage)
         if self._live:
             self._dispatch()
@@ -894,7 +894,7 @@ class Limiter:
             self._refunded_requests += -request_delta
             freed = self._requests.refund(-request_delta, scale=lease._scale_requests) > 0 or freed
         usage = self._usage
-        if usage is not None:
+        if usage is not None and lease._scale_usage:  # taken from it when admitted
             usage_delta = lease.usage_settlement(exc)
             if usage_delta < 0:
                 freed = usage.refund(-usage_delta, scale=lease._scale_usage) > 0 or freed

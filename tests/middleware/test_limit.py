@@ -105,12 +105,15 @@ async def test_the_reservation_is_what_the_server_charges(max_tokens: int | None
 async def test_the_usage_based_budget_gets_its_own_bucket() -> None:
     quota = Quota(tokens_per_minute=10_000_000, usage_tokens_per_minute=600_000)
     async with FakeOpenAI(quota=quota) as server:
-        client = client_for(server)
+        client = client_for(server, clock=ManualClock())  # no refill while we look
         try:
-            await client.get_response(messages=MESSAGES, max_tokens=500)
+            await client.get_response(messages=MESSAGES, max_tokens=500)  # learns the budget
+            result = await client.get_response(messages=MESSAGES, max_tokens=500)
             stats = client.stats()["limiter"]
         finally:
             await client.close()
     assert stats["usage_tokens_per_minute"] == 600_000
-    # a 10,000-token burst; the reservation (over 500) was reconciled to the real usage
-    assert 10_000 - 100 < stats["level_usage_tokens"] < 10_000
+    # a 10,000-token burst: the second call's reservation (over 500) was reconciled to its
+    # real usage; the per-minute bucket keeps both reservations
+    assert stats["level_usage_tokens"] == 10_000 - result["usage"]["total_tokens"]
+    assert stats["level_tokens"] < stats["capacity_tokens"] - 1000
