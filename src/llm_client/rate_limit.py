@@ -733,7 +733,9 @@ class Limiter:
             else check_amount("requests", requests)
         )
         if self._pad != 1.0:
-            t *= self._pad
+            # Padded after tokens-429s, but never past the largest call that can run.
+            padded = t * self._pad
+            t = padded if padded <= self._largest_t else max(t, self._largest_t)
         return _LocalLease(self, t, r)
 
     def _check_size(self, tokens: float, requests: float) -> None:

@@ -181,18 +181,24 @@ class Ledger:
 Shape = tuple[float, float, float, float, float]  # since (time): cap_t, rate_t, cap_r, rate_r
 
 
-def _in_force(shapes: list[Shape], start: float, end: float) -> tuple[float, float, float, float]:
-    """Over [start, end]: the largest capacities, and the integrals of the rates."""
+def _in_force(
+    shapes: list[Shape], start: float, end: float
+) -> tuple[float, float, float, float, float, float]:
+    """Over [start, end]: the largest and smallest capacities and the integrals of the
+    rates (tokens: cap_max, cap_min, area; then the same for requests)."""
     cap_t = cap_r = area_t = area_r = 0.0
+    min_t = min_r = math.inf
     for i, (since, ct, rt, cr, rr) in enumerate(shapes):
         until = shapes[i + 1][0] if i + 1 < len(shapes) else math.inf
         lo, hi = max(since, start), min(until, end)
-        if hi < lo or (hi == lo and until <= start):
-            continue
+        if hi < lo:
+            continue  # a change at the window's first instant still counts: calls admitted
+            # in that instant (before it) were admitted under the shape it replaced
         cap_t, cap_r = max(cap_t, ct), max(cap_r, cr)
+        min_t, min_r = min(min_t, ct), min(min_r, cr)
         area_t += rt * (hi - lo)
         area_r += rr * (hi - lo)
-    return cap_t, area_t, cap_r, area_r
+    return cap_t, min_t, area_t, cap_r, min_r, area_r
 
 
 def check_windows(
@@ -204,7 +210,13 @@ def check_windows(
     shapes: list[Shape] | None = None,
 ) -> None:
     """Every window within max(burst, largest) + the rate integrated over it; ``shapes``
-    gives the budget in force over time (else the one given stays in force)."""
+    gives the budget in force over time (else the one given stays in force).
+
+    With a budget that changes inside the window the bound is: the largest burst in force
+    (what the level can hold when the window opens), plus the most a call larger than the
+    burst can leave as debt (its size less the smallest burst in force), plus the rate
+    integrated over the window. With one budget this is exactly max(burst, largest) +
+    rate * w."""
     events = sorted(ledger.events, key=lambda e: e[0])
     for i, (start, *_rest) in enumerate(events):
         for w in WINDOWS:
@@ -220,9 +232,9 @@ def check_windows(
                 bound_t = max(cap_t, biggest) + rate_t * w
                 bound_r = max(cap_r, biggest_r) + rate_r * w
             else:
-                ct, area_t, cr, area_r = _in_force(shapes, start, start + w)
-                bound_t = max(ct, biggest) + area_t
-                bound_r = max(cr, biggest_r) + area_r
+                ct, lo_t, area_t, cr, lo_r, area_r = _in_force(shapes, start, start + w)
+                bound_t = ct + max(0.0, biggest - lo_t) + area_t
+                bound_r = cr + max(0.0, biggest_r - lo_r) + area_r
             assert tokens <= bound_t * (1 + TOL), (start, w, tokens, bound_t)
             assert requests <= bound_r * (1 + TOL), (start, w, requests, bound_r)
 
@@ -358,7 +370,9 @@ class LimiterMachine(RuleBasedStateMachine):
         cap = self.limiter.stats()["capacity_tokens"]
         top = {"small": max(1, int(cap / 4)), "burst": int(cap), "large": int(tpm)}[kind]
         asked = data.draw(st.integers(0, top), label="tokens")
+        largest = self.limiter._largest_t  # padding never makes a call too large to run
         tokens = asked * self.limiter.token_pad
+        tokens = tokens if tokens <= largest else max(asked, largest)
         requests = min(requests, int(self.limiter.requests_per_minute))
         now = self.clock.now()
         ahead = self.waiting()
