@@ -157,6 +157,8 @@ class Quota:
     :param tokens_per_minute: the TPM limit, charged at arrival, never refunded.
     :param usage_tokens_per_minute: a usage-based token limit (reconciled to real usage).
     :param clock: seconds, monotonic (tests may pass their own).
+    :param keep_history: keep every admission, refusal and usage with its time in
+        :attr:`history` (``(time, "admit" | "refuse" | "used", tokens)``), for benchmarks.
 
     Thread-safe: the server may run in its own thread while a test reads :meth:`stats`.
     """
@@ -168,6 +170,7 @@ class Quota:
         tokens_per_minute: float | None = None,
         usage_tokens_per_minute: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        keep_history: bool = False,
     ) -> None:
         for name, value in (
             ("requests_per_minute", requests_per_minute),
@@ -191,6 +194,7 @@ class Quota:
         self.used_tokens = 0
         self.first_at: float | None = None
         self.last_at: float | None = None
+        self.history: list[tuple[float, str, int]] | None = [] if keep_history else None
 
     def _buckets(self) -> list[tuple[str, _Bucket]]:
         pairs = [("requests", self._requests), ("tokens", self._tokens)]
@@ -213,6 +217,8 @@ class Quota:
                 if bucket.level < need:
                     self.refused += 1
                     self.refused_by[name] = self.refused_by.get(name, 0) + 1
+                    if self.history is not None:
+                        self.history.append((now, "refuse", charge))
                     return charge, QuotaRefusal(
                         name, bucket.limit, bucket.limit - bucket.level, need, bucket.wait(need)
                     )
@@ -220,6 +226,8 @@ class Quota:
                 bucket.level -= 1 if name == "requests" else charge
             self.admitted += 1
             self.charged_tokens += charge
+            if self.history is not None:
+                self.history.append((now, "admit", charge))
             if self.first_at is None:
                 self.first_at = now
             self.last_at = now
@@ -229,8 +237,11 @@ class Quota:
         """Reconcile an admitted request's usage-based reservation to its real usage."""
         with self._lock:
             self.used_tokens += used
+            now = self._clock()
+            if self.history is not None:
+                self.history.append((now, "used", used))
             if self._usage is not None:
-                self._usage.refill(self._clock())
+                self._usage.refill(now)
                 self._usage.level = min(self._usage.limit, self._usage.level + charge - used)
 
     def headers(self) -> dict[str, str]:
