@@ -857,7 +857,7 @@ class FakeOpenAI:
 
     def _headers(self, content_type: str | None = "application/json") -> dict[str, str]:
         headers = dict(self._rate_headers) if self.rate_limit_headers else {}
-        if self.quota is not None:
+        if self.quota is not None and self.rate_limit_headers:
             headers.update(self.quota.headers())  # truthful: the quota's state right now
         headers["x-request-id"] = self._new_id("req_")
         if content_type is not None:
