@@ -544,7 +544,7 @@ class _Waiter:
 class _LocalLease(Lease, AbstractAsyncContextManager[Lease]):
     """The lease of a :class:`Limiter`, and the ``async with`` that takes and settles it."""
 
-    __slots__ = ("_limiter", "_scale_requests", "_scale_tokens", "_scale_usage")
+    __slots__ = ("_asked", "_limiter", "_scale_requests", "_scale_tokens", "_scale_usage")
 
     def __init__(self, limiter: Limiter, tokens: float, requests: float) -> None:
         self.tokens = tokens
@@ -553,6 +553,7 @@ class _LocalLease(Lease, AbstractAsyncContextManager[Lease]):
         self._used = None
         self._refunded = False
         self._limiter = limiter
+        self._asked = tokens  # before any pad (see Limiter._learn_charge)
         # The buckets' scales when admitted: refunds after a lower limit are given back in
         # proportion (TokenBucket.refund).
         self._scale_tokens = 1.0
@@ -732,11 +733,14 @@ class Limiter:
             if type(requests) is int and requests >= 0
             else check_amount("requests", requests)
         )
+        asked = t
         if self._pad != 1.0:
             # Padded after tokens-429s, but never past the largest call that can run.
             padded = t * self._pad
             t = padded if padded <= self._largest_t else max(t, self._largest_t)
-        return _LocalLease(self, t, r)
+        lease = _LocalLease(self, t, r)
+        lease._asked = asked
+        return lease
 
     def _check_size(self, tokens: float, requests: float) -> None:
         largest_t = self._largest_t
@@ -883,6 +887,8 @@ class Limiter:
     # -- releasing ---------------------------------------------------------------------------
 
     def _settle(self, lease: _LocalLease, exc: BaseException | None) -> None:
+        if exc is not None and getattr(exc, "status", None) == 429:
+            self._learn_charge(lease, getattr(exc, "headers", None))
         token_delta, request_delta = lease.settlement(exc)
         self._in_flight -= 1
         freed = False
@@ -922,7 +928,8 @@ class Limiter:
           429s do not add up: the pause is a floor on the debt, not an increment. A 429 on
           the per-minute token limit also pads later token estimates by
           :data:`TOKEN_PAD_STEP` (once per pause, at most :data:`MAX_TOKEN_PAD`): the server
-          counted more than the estimate.
+          counted more than the estimate. When the lease that drew the 429 ends, the pad is
+          raised to the ratio the 429 reveals, if larger (see :meth:`_learn_charge`).
         """
         info = RateLimitHeaders.parse(headers)
         changed = self._adopt_limits(info)
@@ -967,6 +974,29 @@ class Limiter:
                 self._paused_until = max(self._paused_until, now + pause)
                 if is_tokens:
                     self._pad_after = max(self._pad_after, now + pause)
+
+    def _learn_charge(self, lease: _LocalLease, headers: Mapping[str, str] | None) -> None:
+        """Learn from a tokens-429 what the server charged for this very call.
+
+        The server refuses when the request's charge exceeds what remains, and says when it
+        would fit: so its charge is about ``remaining + wait * rate``. When that is more
+        than our estimate, later estimates are padded by the ratio (plus 1%), up to
+        :data:`MAX_TOKEN_PAD`, so the drift stops at once instead of one step per 429.
+        """
+        if not headers or not lease._asked:
+            return
+        info = RateLimitHeaders.parse(headers)
+        tokens_out, requests_out = info.exhausted()
+        rt, wait = info.remaining_tokens, info.retry_after
+        if not tokens_out or requests_out or rt is None or wait is None:
+            return
+        if wait >= MAX_HEADER_PAUSE_SECONDS:
+            return  # no measure in a capped or absurd wait
+        limit = info.limit_tokens or self._tpm
+        charge = rt + wait * limit / 60.0
+        ratio = charge / lease._asked * 1.01
+        if ratio > self._pad:
+            self._pad = min(MAX_TOKEN_PAD, ratio)
 
     def _adopt_limits(self, info: RateLimitHeaders) -> bool:
         """Follow the server's ``limit-*`` values, both ways, up to the ceilings."""

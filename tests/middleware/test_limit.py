@@ -117,3 +117,43 @@ async def test_the_usage_based_budget_gets_its_own_bucket() -> None:
     # real usage; the per-minute bucket keeps both reservations
     assert stats["level_usage_tokens"] == 10_000 - result["usage"]["total_tokens"]
     assert stats["level_tokens"] < stats["capacity_tokens"] - 1000
+
+
+async def test_the_client_learns_a_server_that_counts_more_and_429s_stop() -> None:
+    """A server whose estimate is a third above ours (3 characters per token, not 4): the
+    budget drifts until a tokens-429 comes, which tells the client what the server charged;
+    its estimates are padded by the ratio and no 429 follows for the next 200 s (over three
+    reset windows). Time is a manual clock shared by client and server."""
+    clock = ManualClock()
+    quota = Quota(tokens_per_minute=6000, chars_per_token=3, clock=clock.now, keep_history=True)
+    msgs = [{"role": "user", "content": "x" * 400}]  # ours: 100 + 1 tokens; the server's: 135
+
+    def refusals() -> list[float]:
+        assert quota.history is not None
+        return [t for t, kind, _ in quota.history if kind == "refuse"]
+
+    def finished() -> bool:
+        refused = refusals()
+        return clock.now() >= 1200 or (bool(refused) and clock.now() >= refused[0] + 200)
+
+    async with FakeOpenAI(quota=quota) as server:
+        client = client_for(server, clock=clock)
+        try:
+
+            async def calls() -> None:
+                while not finished():
+                    await client.get_response(messages=msgs, max_tokens=1)
+
+            task = asyncio.gather(*(calls() for _ in range(8)))  # keep the limiter busy
+            while not task.done():
+                clock.advance(0.2)
+                await asyncio.sleep(0.001)
+            await task
+            pad = client.limiter.token_pad
+        finally:
+            await client.close()
+    refused = refusals()
+    assert refused, "the drift never reached the server's limit"
+    assert pad >= 135 / 101
+    assert all(t < refused[0] + 60 for t in refused), refused  # none after one reset window
+    assert clock.now() >= refused[0] + 200

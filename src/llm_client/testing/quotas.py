@@ -58,7 +58,9 @@ def _text_chars(value: Any) -> int:
     return 0
 
 
-def request_charge(endpoint: str, body: Mapping[str, Any]) -> int:
+def request_charge(
+    endpoint: str, body: Mapping[str, Any], *, chars_per_token: float = _CHARS_PER_TOKEN
+) -> int:
     """The tokens a request counts against tokens-per-minute when it arrives."""
     if endpoint == "chat":
         chars = _text_chars(body.get("messages"))
@@ -66,7 +68,7 @@ def request_charge(endpoint: str, body: Mapping[str, Any]) -> int:
         chars = _text_chars(body.get("input")) + _text_chars(body.get("instructions"))
     else:
         chars = _text_chars(body.get("input"))
-    tokens = -(-chars // _CHARS_PER_TOKEN)
+    tokens = math.ceil(chars / chars_per_token)
     if endpoint == "embeddings":
         return tokens
     for name in _OUTPUT_CAPS:
@@ -157,6 +159,8 @@ class Quota:
     :param tokens_per_minute: the TPM limit, charged at arrival, never refunded.
     :param usage_tokens_per_minute: a usage-based token limit (reconciled to real usage).
     :param clock: seconds, monotonic (tests may pass their own).
+    :param chars_per_token: how the input is estimated (OpenAI: 4). Another value emulates a
+        server whose estimate differs from the client's, e.g. to watch the client learn it.
     :param keep_history: keep every admission, refusal and usage with its time in
         :attr:`history` (``(time, "admit" | "refuse" | "used", tokens)``), for benchmarks.
 
@@ -171,6 +175,7 @@ class Quota:
         usage_tokens_per_minute: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         keep_history: bool = False,
+        chars_per_token: float = _CHARS_PER_TOKEN,
     ) -> None:
         for name, value in (
             ("requests_per_minute", requests_per_minute),
@@ -181,6 +186,9 @@ class Quota:
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
             ):
                 raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+        if isinstance(chars_per_token, bool) or not chars_per_token > 0:
+            raise ValueError(f"chars_per_token must be a positive number, got {chars_per_token!r}")
+        self._chars_per_token = float(chars_per_token)
         self._clock = clock
         now = clock()
         self._requests = _Bucket(requests_per_minute, now) if requests_per_minute else None
@@ -206,7 +214,7 @@ class Quota:
 
         A refused request is charged nothing.
         """
-        charge = request_charge(endpoint, body)
+        charge = request_charge(endpoint, body, chars_per_token=self._chars_per_token)
         with self._lock:
             now = self._clock()
             buckets = self._buckets()
