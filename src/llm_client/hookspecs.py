@@ -45,6 +45,9 @@ def register_rate_limiters(register: Callable[[str, Callable[..., Any]], None]) 
 
     :param register: call ``register(name, factory)``; ``factory(*, tokens_per_minute,
         requests_per_minute, **options)`` returns a :class:`~llm_client.rate_limit.RateLimiter`.
+        The options include ``max_tokens_per_minute`` / ``max_requests_per_minute``: the
+        ceilings up to which ``x-ratelimit-limit-*`` headers may raise the starting limits
+        (``math.inf`` when the user passed none); accept and ignore what you do not use.
     """
 
 
