@@ -174,7 +174,9 @@ def test_pricing_rules_are_data():
 
 
 def test_data_file_names_sources_and_dates():
-    raw = json.loads(resources.files("llm_client").joinpath("data/models.json").read_text("utf-8"))
+    raw = json.loads(
+        resources.files("llm_client").joinpath("data/models.json").read_text("utf-8")
+    )
     assert raw["checked"] == "2026-11-29"
     assert "deprecations" in raw["source"] and "pricing" in raw["source"]
     notes = " ".join(raw["notes"])
@@ -244,7 +246,9 @@ def test_building_a_client_for_a_retiring_model_logs_once(caplog):
     """2026-12-11 is within 30 days of today (and stays past it): one warning per client."""
     with caplog.at_level(logging.DEBUG, logger="llm_client"):
         OpenAIClient(GPT5Nano, api_key="sk-test", base_url="http://127.0.0.1:9/v1")
-        OpenAIClient("gpt-5-nano-2025-08-07", api_key="sk-test", base_url="http://127.0.0.1:9/v1")
+        OpenAIClient(
+            "gpt-5-nano-2025-08-07", api_key="sk-test", base_url="http://127.0.0.1:9/v1"
+        )
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 2
     for record in warnings:

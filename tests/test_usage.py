@@ -108,11 +108,8 @@ def test_long_context_rule_threshold_and_batch():
     assert at.input_cost == _usd(272_000, "2.50")  # at the threshold: normal price
     assert at.output_cost == _usd(1_000, "15")
     over = parse_usage(
-        {
-            "input_tokens": 272_001,
-            "output_tokens": 1_000,
-            "input_tokens_details": {"cached_tokens": 100_000},
-        },
+        {"input_tokens": 272_001, "output_tokens": 1_000, "input_tokens_details": {
+            "cached_tokens": 100_000}},
         GPT5Point4,
     )
     assert over.input_cost == _usd(172_001, "2.50", "2")
@@ -219,6 +216,8 @@ async def test_cache_write_pricing_end_to_end(fake: FakeOpenAI, api: str):
         assert result.ok, result.error
         assert result.usage.cache_write_tokens == 5 and result.usage.cached_input_tokens == 3
     plain = a.usage.input_tokens - 3 - 5
-    assert a.usage.input_cost == float((plain * Fraction("0.20") + 5 * Fraction("0.25")) / M)
+    assert a.usage.input_cost == float(
+        (plain * Fraction("0.20") + 5 * Fraction("0.25")) / M
+    )
     assert a.usage.cached_input_cost == _usd(3, "0.02")
     assert b.usage.input_cost == _usd(b.usage.input_tokens - 3, "0.20")
