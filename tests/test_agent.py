@@ -656,3 +656,76 @@ def test_bad_tools_and_options_are_refused_by_name() -> None:
         AgentRunner(client, [f], max_parallel_tools=0)
     with pytest.raises(ConfigurationError, match="tools must be Tool objects"):
         AgentRunner(client, [42])  # type: ignore[list-item]
+
+
+# --- model failures, retries and the API choice -------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["run", "stream"])
+async def test_a_failed_model_call_ends_the_run_with_the_partial_result(
+    server: FakeOpenAI, stream: bool
+) -> None:
+    async def echo_then_break(text: str) -> str:
+        server.fail_next(400, message="Invalid 'messages': broken on purpose.")
+        return text
+
+    script = tool_script([("echo_then_break", {"text": "a"})])
+    async with make_client(server) as client:
+        runner = AgentRunner(client, [echo_then_break])
+        messages = [{"role": "user", "content": script}]
+        if stream:
+            events = [e async for e in runner.stream(messages=messages)]
+            last = events[-1]
+            assert isinstance(last, AgentEvent) and last.type == "error"
+            assert last.data["status"] == 400
+            assert last.run is not None
+            partial = last.run
+        else:
+            with pytest.raises(AgentError) as caught:
+                await runner.run(messages=messages)
+            assert caught.value.status == 400
+            assert "broken on purpose" in str(caught.value)
+            partial = caught.value.result
+    assert partial.stop_reason == "error"
+    assert partial.turn_count == 1 and partial.tool_calls[0].result == "a"
+    assert partial.transcript[-1]["role"] == "tool"  # every call answered
+    assert server.count() == 2
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_retries_of_the_pipeline_apply_to_each_turn(server: FakeOpenAI, api: str) -> None:
+    async def echo_then_flake(text: str) -> str:
+        server.fail_next(503)  # the next model call fails once, then the client retries it
+        return text
+
+    script = tool_script([("echo_then_flake", {"text": "a"})])
+    async with make_client(server, api, backoff=0.001) as client:
+        runner = AgentRunner(client, [echo_then_flake])
+        result = await runner.run(messages=[{"role": "user", "content": script}])
+    assert result.output == "Fake answer using tool result: a"
+    assert [t.result.attempts for t in result.turns] == [1, 2]
+    assert server.count() == 3
+
+
+async def test_the_runner_can_use_the_other_api(server: FakeOpenAI) -> None:
+    async with make_client(server, "chat") as client:
+        runner = AgentRunner(client, [echo], api="responses")
+        result = await runner.run(input=tool_script([("echo", {"text": "r"})]))
+    assert [r.endpoint for r in server.requests] == ["responses", "responses"]
+    assert result.api == "responses"
+    assert result.transcript[1]["type"] == "function_call"
+    assert result.output == "Fake answer using tool result: echo r"
+
+
+async def test_bad_run_arguments_raise_before_anything_is_sent(server: FakeOpenAI) -> None:
+    async with make_client(server) as client:
+        runner = AgentRunner(client, [echo])
+        with pytest.raises(ConfigurationError, match="plain string as input="):
+            runner.stream(messages="hello")  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match=r"messages=\[\.\.\.\] or input="):
+            await runner.run()
+        with pytest.raises(ConfigurationError, match="tools cannot be passed to run"):
+            await runner.run(input="x", tools=[])
+        with pytest.raises(ConfigurationError, match="budget must be a RunBudget"):
+            await runner.run(input="x", budget={"max_requests": 1})  # type: ignore[arg-type]
+    assert server.count() == 0

@@ -656,8 +656,9 @@ class AgentRunner:
         :raises AgentError: a model call failed after the client's retries.
         :raises MaxTurnsExceededError: with ``on_max_turns="raise"``.
         """
+        run = self._start(messages, input, budget, max_turns, params)
         final: AgentResult | None = None
-        async for event in self._loop(messages, input, budget, max_turns, params, stream=False):
+        async for event in self._loop(run, stream=False):
             if isinstance(event, AgentEvent) and event.type == "done":
                 final = event.run
         assert final is not None
@@ -679,7 +680,8 @@ class AgentRunner:
         is forwarded as its ``error`` event (an :class:`AgentEvent` carrying the partial run)
         and ends the stream; budgets and ``on_max_turns="raise"`` raise as in :meth:`run`.
         """
-        return self._loop(messages, input, budget, max_turns, params, stream=True)
+        run = self._start(messages, input, budget, max_turns, params)  # bad input raises now
+        return self._loop(run, stream=True)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -726,17 +728,10 @@ class AgentRunner:
             max_turns=self.max_turns if max_turns is None else max_turns,
         )
 
-    async def _loop(
-        self,
-        messages: Any,
-        input: Any,
-        budget: RunBudget | None,
-        max_turns: int | None,
-        params: dict[str, Any],
-        *,
-        stream: bool,
-    ) -> AsyncIterator[LLMEvent]:
-        run = self._start(messages, input, budget, max_turns, params)
+    async def _loop(self, run: _Run, *, stream: bool) -> AsyncIterator[LLMEvent]:
+        client = self.client
+        if run.api != client.api:
+            run.params["api"] = run.api
         for index in range(run.max_turns + 1):
             last = index == run.max_turns
             if last and self.on_max_turns == "raise":
@@ -753,7 +748,7 @@ class AgentRunner:
             started = time.perf_counter()
             if stream:
                 result: LLMResult | None = None
-                async for event in self.client.stream(run.conversation, api=run.api, **call_params):
+                async for event in client.stream(run.conversation, **call_params):
                     if event.type == "done":
                         result = event.result
                     elif event.type == "error":
@@ -768,7 +763,7 @@ class AgentRunner:
                         yield event
                 assert result is not None
             else:
-                result = await self.client.invoke(run.conversation, api=run.api, **call_params)
+                result = await client.invoke(run.conversation, **call_params)
                 if not result.ok:
                     run.usage = run.usage + result.usage
                     raise AgentError(
