@@ -188,7 +188,7 @@ def _strip_titles(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity
 class Tool:
     """A function the model may call.
 
