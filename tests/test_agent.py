@@ -729,3 +729,15 @@ async def test_bad_run_arguments_raise_before_anything_is_sent(server: FakeOpenA
         with pytest.raises(ConfigurationError, match="budget must be a RunBudget"):
             await runner.run(input="x", budget={"max_requests": 1})  # type: ignore[arg-type]
     assert server.count() == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["run", "stream"])
+async def test_the_default_client(fake_openai: FakeOpenAI, stream: bool) -> None:
+    fake_openai.tool_script = ToolScript.of([("echo", {"text": "d"}), ("echo", {"text": "e"})])
+    async with OpenAIClient(GPT5Point4Nano, cache_backend=None) as client:  # env from the fixture
+        result = await run(
+            AgentRunner(client, [echo]), stream, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert result.output == "Fake answer using tool result: echo e"
+    assert [c.result for c in result.tool_calls] == ["echo d", "echo e"]
+    assert result.usage.total_tokens == sum(t.usage.total_tokens for t in result.turns) > 0
