@@ -409,13 +409,20 @@ async def test_tool_call_budget(server: FakeOpenAI) -> None:
     script = tool_script(
         [("note", {"text": "a"})], [("note", {"text": "b"}), ("note", {"text": "c"})]
     )
+    events: list[LLMEvent] = []
     async with make_client(server) as client:
         runner = AgentRunner(client, [note], budget=RunBudget(max_tool_calls=2))
         with pytest.raises(BudgetExceededError) as caught:
             await runner.run(messages=[{"role": "user", "content": script}])
+        with pytest.raises(BudgetExceededError):
+            async for event in runner.stream(messages=[{"role": "user", "content": script}]):
+                events.append(event)
+    refused = [e.data["error_kind"] for e in events if e.type == "tool_result"]
+    assert refused == [None, "budget", "budget"]
+    assert [e.type for e in events][-1] == "turn"
     err = caught.value
     assert (err.limit, err.allowed, err.used, err.needed) == ("max_tool_calls", 2, 1, 2)
-    assert ran == ["a"]
+    assert ran == ["a", "a"]
     assert [c.error_kind for c in err.result.tool_calls] == [None, "budget", "budget"]
     # every call still has an output in the transcript
     outputs = [m["content"] for m in err.result.transcript if m["role"] == "tool"]

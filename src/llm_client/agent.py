@@ -953,6 +953,9 @@ class AgentRunner:
                     )
                     for c in calls
                 )
+                if stream:
+                    for record in records:
+                        yield LLMEvent("tool_result", {"turn": turn, **record.to_dict()})
                 return
         if stream:
             for c in calls:
