@@ -61,9 +61,10 @@ def register_sinks(register: Callable[[str, Callable[..., Any]], None]) -> None:
 
 @hookspec
 def register_tools(register: Callable[[Any], None]) -> None:
-    """Register agent tools.
+    """Register agent tools, which ``AgentRunner(client, tools=["name", ...])`` picks by name.
 
-    :param register: call ``register(tool)`` with a :class:`~llm_client.agent.Tool`.
+    :param register: call ``register(tool)`` with a :class:`~llm_client.agent.Tool`, or with a
+        plain function (named by its ``__name__``; made a tool with ``Tool.from_function``).
     """
 
 

@@ -35,7 +35,7 @@ from typing import Any, Literal, get_args
 
 from aiohttp import web
 
-from . import models_api, wire
+from . import models_api, tools_script, wire
 from .quotas import Quota
 from .wire import AnswerRecord, FaultDraw
 
@@ -496,18 +496,29 @@ def _plan(
     json_object: bool,
     stop: Any,
     max_tokens: Any,
+    scripted: tools_script.Turn | None = None,
 ) -> _Answer:
     prompt = _prompt_tokens(msgs)
-    chosen = _chosen_tools(specs, tool_choice, parallel, msgs, flat=flat)
+    if scripted is not None:  # a tool script decides (see tools_script.py)
+        schemas = dict(specs)
+        chosen = [(name, schemas.get(name, {"type": "object"})) for name, _ in scripted.calls]
+        wire: list[str | None] = [arguments for _, arguments in scripted.calls]
+    else:
+        chosen = _chosen_tools(specs, tool_choice, parallel, msgs, flat=flat)
+        wire = [None] * len(chosen)
     if chosen:
         calls = []
         for index, (name, parameters) in enumerate(chosen):
-            arguments = json.dumps(_example(parameters, "", parameters))
+            arguments = wire[index]
+            if arguments is None:
+                arguments = json.dumps(_example(parameters, "", parameters))
             call_id = "call_" + _short_hash(name, arguments, len(msgs), index)
             calls.append(_ToolCall(call_id, name, arguments))
         visible = sum(count_tokens(c.name) + count_tokens(c.arguments) for c in calls)
         return _Answer(None, calls, "tool_calls", prompt, visible)
-    if schema is not None:
+    if scripted is not None and scripted.final is not None:
+        text = scripted.final
+    elif schema is not None:
         text = json.dumps(_example(schema, "", schema))
     elif json_object:
         text = json.dumps({"answer": _answer_for(msgs)})
@@ -615,6 +626,8 @@ class FakeOpenAI:
         self.cached_tokens = cached_tokens
         self.cache_write_tokens = 0
         self.models = models_api.default_models()
+        #: The tool script for requests that carry none (see tools_script.py).
+        self.tool_script: tools_script.ToolScript | None = None
         self.log_requests = log_requests
         self._requested_port = port
         self._port: int | None = None
@@ -1223,17 +1236,38 @@ class FakeOpenAI:
                 schema = spec.get("schema", {}) if isinstance(spec, dict) else {}
             json_object = response_format.get("type") == "json_object"
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        specs = _tool_specs(body.get("tools"), flat=False)
         return _plan(
             _normalize(messages),
-            specs=_tool_specs(body.get("tools"), flat=False),
+            specs=specs,
             tool_choice=body.get("tool_choice"),
             parallel=body.get("parallel_tool_calls", True) is not False,
+            scripted=self._scripted(messages, "chat", body, specs),
             flat=False,
             schema=schema,
             json_object=json_object,
             stop=body.get("stop"),
             max_tokens=max_tokens,
         )
+
+    def _scripted(
+        self, conversation: Any, api: tools_script.Api, body: dict[str, Any], specs: list[Any]
+    ) -> tools_script.Turn | None:
+        """OpenAI's 400 for a broken tool transcript, then the tool script's turn, if any."""
+        if api == "chat" or body.get("previous_response_id") is None:
+            problem = tools_script.transcript_error(conversation, api)
+            if problem is not None:
+                raise _BadRequest(*problem)
+        try:
+            return tools_script.turn_calls(
+                conversation,
+                default=self.tool_script,
+                tools_offered=bool(specs),
+                tool_choice=body.get("tool_choice"),
+                parallel=body.get("parallel_tool_calls", True) is not False,
+            )
+        except ValueError as exc:
+            raise _BadRequest(f"FakeOpenAI: malformed <fake-tools> directive: {exc}") from exc
 
     def _chat_usage(self, answer: _Answer) -> dict[str, Any]:
         prompt, completion, cached, reasoning = self._usage_numbers(answer)
@@ -1395,11 +1429,13 @@ class FakeOpenAI:
             if fmt.get("type") == "json_schema":
                 schema = fmt.get("schema", {})
             json_object = fmt.get("type") == "json_object"
+        specs = _tool_specs(body.get("tools"), flat=True)
         return _plan(
             _normalize(conversation, instructions if isinstance(instructions, str) else None),
-            specs=_tool_specs(body.get("tools"), flat=True),
+            specs=specs,
             tool_choice=body.get("tool_choice"),
             parallel=body.get("parallel_tool_calls", True) is not False,
+            scripted=self._scripted(conversation, "responses", body, specs),
             flat=True,
             schema=schema,
             json_object=json_object,
