@@ -11,11 +11,11 @@ to see its warnings (for example that a model is about to be shut down).
 from __future__ import annotations
 
 import logging as _logging
-import os as _os
 
 from ._env import load_env as _load_env
+from .config import env_flag as _env_flag
 
-if _os.environ.get("LLM_CLIENT_NO_DOTENV", "") not in ("1", "true"):
+if not _env_flag("LLM_CLIENT_NO_DOTENV"):
     _load_env()
 
 from .client import OpenAIClient
