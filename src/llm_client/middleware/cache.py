@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..cache import (
@@ -35,29 +32,30 @@ from ..cache import (
     cache_scope,
     check_result_value,
     namespaced_key,
-    prompt_text,
-    redact_text,
     stored_params,
 )
 from ..clock import Clock
 from ..exceptions import ConfigurationError, InvalidRequestError, LLMClientError
-from ..health import ServiceHealth
+from ..health import BackendGuard, ServiceHealth
 from ..known_secrets import find_secret
 from ..pipeline import Call, Next, Reply
 from ..result import LLMResult
 from ..streaming import LLMEvent
+from ._semantic import CallState as _Ctx
+from ._semantic import SemanticLookup
+from ._single_flight import Shared as _Shared
+from ._single_flight import SingleFlight
 from ._stream import replay
+from ._writes import PendingWrites
 
 __all__ = ["CacheMiddleware"]
-
-
-class _BackendError(Exception):
-    """A timeout raised by the backend itself (not our cut), passed on as a plain failure."""
 
 
 log = logging.getLogger("llm_client.middleware.cache")
 
 _T = TypeVar("_T")
+
+_FAILED = object()  # what the guard hands back for a failed or skipped operation
 
 #: How long :meth:`CacheMiddleware.flush` waits when neither it nor the step has a limit.
 _FLUSH_SECONDS = 10.0
@@ -69,31 +67,6 @@ _TRANSIENT_CLIENT_ERRORS = frozenset({408, 409, 429})
 
 def _deterministic_failure(status: int) -> bool:
     return 400 <= status < 500 and status not in _TRANSIENT_CLIENT_ERRORS
-
-
-@dataclass(slots=True)
-class _Shared:
-    """What a single-flight leader hands to the calls that waited for it."""
-
-    result: LLMResult
-    similarity: float | None
-    stored: bool
-
-
-class _Ctx:
-    """Per-call state: the key and the lazily computed scope, prompt and prompt vector."""
-
-    __slots__ = ("call", "embedded", "identifier", "key", "prompt", "scope", "semantic", "vector")
-
-    def __init__(self, call: Call, identifier: str, key: str) -> None:
-        self.call = call
-        self.identifier = identifier
-        self.key = key
-        self.scope: str | None = None
-        self.prompt: str | None = None
-        self.semantic = False
-        self.vector: list[float] | None = None
-        self.embedded = False
 
 
 class CacheMiddleware:
@@ -198,25 +171,12 @@ class CacheMiddleware:
             reconnect_interval=reconnect_interval,
             clock=clock,
         )
-        self._cut = False  # the outage began with an operation that did not answer in time
-        self._stores: set[asyncio.Task[None]] = set()  # background stores, for flush()
-        self._store_chain: dict[str, asyncio.Task[None]] = {}  # the latest store of each key
-        self._storing: dict[str, _Shared] = {}  # answers on their way into the backend
-        self._warned_dropped = False
+        self._guard = BackendGuard(self.health)
+        self._writes = PendingWrites(max_pending_stores)
         native = getattr(backend, "collection", None)
         self._prefix = None if native == self.collection else self.collection
-        self._semantic = (
-            semantic_threshold is not None
-            and embed is not None
-            and isinstance(backend, SemanticCacheBackend)
-        )
-        if semantic_threshold is not None and embed is not None and not self._semantic:
-            log.info(
-                "semantic caching is off: cache backend %r cannot search by vector",
-                getattr(backend, "name", type(backend).__name__),
-            )
-        self._inflight: dict[str, asyncio.Future[_Shared | None]] = {}
-        self._embed_down = False
+        self._semantic = SemanticLookup(backend, semantic_threshold, embed, self.collection)
+        self._flights = SingleFlight()
         self._warned_unkeyable = False
         self._warned_secret = False
         self._counts: dict[str, int] = dict.fromkeys(
@@ -227,10 +187,6 @@ class CacheMiddleware:
                 "misses",
                 "stores",
                 "bypassed",
-                "backend_errors",
-                "backend_skips",
-                "stores_dropped",
-                "embed_errors",
                 "invalid",
                 "refused",
             ),
@@ -246,22 +202,29 @@ class CacheMiddleware:
         operations skipped during an outage, stores dropped (too many pending), embedding
         failures, invalid entries read, answers refused for holding a known secret; and the
         number of stores still pending."""
-        return {**self._counts, "pending_stores": len(self._stores)}
+        counts = self._counts
+        return {
+            "hits": counts["hits"],
+            "semantic_hits": counts["semantic_hits"],
+            "coalesced": counts["coalesced"],
+            "misses": counts["misses"],
+            "stores": counts["stores"],
+            "bypassed": counts["bypassed"],
+            "backend_errors": self._guard.errors,
+            "backend_skips": self._guard.skips,
+            "stores_dropped": self._writes.dropped,
+            "embed_errors": self._semantic.embed_errors,
+            "invalid": counts["invalid"],
+            "refused": counts["refused"],
+            "pending_stores": len(self._writes),
+        }
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait for the background stores still running (at most ``timeout`` seconds, by
         default ``backend_timeout``, or 10 s without one), then cancel what is left.
         ``client.close()`` calls it."""
-        if not self._stores:
-            return
         limit = timeout if timeout is not None else (self.backend_timeout or _FLUSH_SECONDS)
-        pending = set(self._stores)
-        _, late = await asyncio.wait(pending, timeout=limit)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late)
-            log.warning("%d cache writes did not finish in time and were dropped", len(late))
+        await self._writes.flush(limit)
 
     # --- the step -------------------------------------------------------------------------------
 
@@ -281,20 +244,20 @@ class CacheMiddleware:
         if options.rewrite_cache:  # no read, and nobody waits: the old entry stays readable
             return await self._fetch(ctx, next)
         if options.regen_cache:
-            self._storing.pop(ctx.key, None)
+            self._writes.forget(ctx.key)
             await self._backend_op("delete", lambda: self.backend.delete(ctx.key), call.deadline)
-            if call.stream or ctx.key in self._inflight:
+            if call.stream or ctx.key in self._flights:
                 return await self._fetch(ctx, next)
             return await self._lead(ctx, next, read=False)
 
-        flight = self._inflight.get(ctx.key)
+        flight = self._flights.running(ctx.key)
         if flight is not None:
             shared = await asyncio.shield(flight)
             if shared is not None:
                 self._counts["coalesced"] += 1
                 return await self._deliver(ctx, shared, coalesced=True)
             return await self._lookup_then_fetch(ctx, next)  # the leader failed: go alone
-        storing = self._storing.get(ctx.key)
+        storing = self._writes.answer(ctx.key)
         if storing is not None and (storing.result.ok or options.cache_errors):
             # stored a moment ago, still on its way into the backend: this is its hit
             self._counts["hits"] += 1
@@ -305,22 +268,15 @@ class CacheMiddleware:
 
     async def _lead(self, ctx: _Ctx, next: Next, *, read: bool) -> Reply:
         """Answer ``ctx`` while identical calls wait for the outcome (single-flight)."""
-        future: asyncio.Future[_Shared | None] = asyncio.get_running_loop().create_future()
-        self._inflight[ctx.key] = future
-        shared = None
-        try:
+        with self._flights.lead(ctx.key) as leader:
             shared = await self._lookup(ctx) if read else None
             if shared is not None:
+                leader.outcome = shared
                 return await self._deliver(ctx, shared, coalesced=False)
             reply = await self._fetch(ctx, next)
             if isinstance(reply, LLMResult) and reply.ok:
-                shared = _Shared(reply, None, self._storable(ctx, reply))
+                leader.outcome = _Shared(reply, None, self._storable(ctx, reply))
             return reply
-        finally:
-            if not future.done():  # waiters get an answer only if it is a success
-                future.set_result(shared if shared is not None and shared.result.ok else None)
-            if self._inflight.get(ctx.key) is future:
-                del self._inflight[ctx.key]
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -357,74 +313,28 @@ class CacheMiddleware:
             if result is not None:
                 self._counts["hits"] += 1
                 return _Shared(result.replace(identifier=ctx.identifier), None, True)
-        if self._prepare_semantic(ctx):
+        if self._semantic.prepare(ctx):
             found = await self._semantic_lookup(ctx)
             if found is not None:
                 return found
         self._counts["misses"] += 1
         return None
 
-    def _prepare_semantic(self, ctx: _Ctx) -> bool:
-        """Whether this call takes part in semantic caching; computes its prompt and scope."""
-        call = ctx.call
-        if not self._semantic or call.operation == "embeddings" or call.cache.identifier:
-            return False
-        if ctx.prompt is None:
-            try:
-                ctx.prompt = prompt_text(call)
-                ctx.scope = cache_scope(call, collection=self.collection)
-            except TypeError:
-                ctx.prompt = ""
-            ctx.semantic = bool(ctx.prompt)
-        return ctx.semantic
-
-    async def _vector(self, ctx: _Ctx) -> list[float] | None:
-        if ctx.embedded or self.embed is None or not ctx.prompt:
-            return ctx.vector
-        ctx.embedded = True
-        try:
-            vector = [float(x) for x in await self.embed(ctx.prompt)]
-            if not vector or not all(math.isfinite(x) for x in vector):
-                raise ValueError("the embedding is empty or not finite")
-        except Exception as exc:  # embedding trouble never fails the call
-            self._counts["embed_errors"] += 1
-            if not self._embed_down:
-                self._embed_down = True
-                log.warning(
-                    "embedding the prompt for the semantic cache failed (%s: %s); using exact"
-                    " matches only until it works again",
-                    type(exc).__name__,
-                    redact_text(str(exc)),
-                )
-            return None
-        if self._embed_down:
-            self._embed_down = False
-            log.info("embedding for the semantic cache works again")
-        ctx.vector = vector
-        return vector
-
     async def _semantic_lookup(self, ctx: _Ctx) -> _Shared | None:
-        vector = await self._vector(ctx)
-        if vector is None or ctx.scope is None or self.semantic_threshold is None:
-            return None
-        backend = self.backend
-        assert isinstance(backend, SemanticCacheBackend)
-        scope, threshold = ctx.scope, self.semantic_threshold
-        found = await self._backend_op(
-            "search",
-            lambda: backend.search(vector, scope=scope, threshold=threshold),
-            ctx.call.deadline,
-        )
+        deadline = ctx.call.deadline
+
+        async def run(what: str, op: Callable[[], Awaitable[Any]]) -> Any:
+            return await self._backend_op(what, op, deadline)
+
+        found = await self._semantic.search(ctx, run)
         if found is None:
             return None
         entry, similarity = found
-        if entry.scope and entry.scope != ctx.scope:
-            return None
         result = self._usable(ctx, entry)
         if result is None or not result.ok:
             return None
         self._counts["semantic_hits"] += 1
-        return _Shared(result, float(similarity), True)
+        return _Shared(result, similarity, True)
 
     async def _deliver(self, ctx: _Ctx, shared: _Shared, *, coalesced: bool) -> Reply:
         raw = shared.result
@@ -545,57 +455,25 @@ class CacheMiddleware:
     def _store_later(self, ctx: _Ctx, result: LLMResult) -> None:
         """Store ``result`` in a background task, so the caller's answer never waits for it.
 
-        Until the write is done, calls with the same key are answered from memory (see
-        ``_storing``; not during an outage), so a call that arrives right after never misses.
-        Writes of one key run in order. At most ``max_pending_stores`` writes are pending;
-        beyond that a write is dropped (counted, logged once).
+        Until the write is done, calls with the same key are answered from it (not during an
+        outage), so a call that arrives right after never misses. Writes of one key run in
+        order; at most ``max_pending_stores`` are pending (see :class:`PendingWrites`).
         """
-        if len(self._stores) >= self.max_pending_stores:
-            self._counts["stores_dropped"] += 1
-            level = logging.DEBUG if self._warned_dropped else logging.WARNING
-            self._warned_dropped = True
-            log.log(
-                level,
-                "dropping a cache write: %d writes are already waiting for the cache backend",
-                len(self._stores),
-            )
+        if self._writes.full():
             return
-        semantic = self._prepare_semantic(ctx)
+        semantic = self._semantic.prepare(ctx)
         entry = self._entry(ctx, result, semantic)
         if entry is None:
             return
-        key = ctx.key
-        shared = _Shared(result, None, True)
-        if self.health.up:  # while the backend is down, the write will probably not land
-            self._storing[key] = shared
-        task = asyncio.get_running_loop().create_task(
-            self._store_after(ctx, entry, semantic, self._store_chain.get(key))
+        self._writes.start(
+            ctx.key,
+            _Shared(result, None, True),
+            lambda: self._store(ctx, entry, semantic),
+            serve=self.health.up,  # while the backend is down, the write will probably not land
         )
-        self._stores.add(task)
-        self._store_chain[key] = task
-
-        def done(task: asyncio.Task[None]) -> None:
-            self._stores.discard(task)
-            if self._store_chain.get(key) is task:
-                del self._store_chain[key]
-                if self._storing.get(key) is shared:
-                    del self._storing[key]
-
-        task.add_done_callback(done)
-
-    async def _store_after(
-        self,
-        ctx: _Ctx,
-        entry: CacheEntry,
-        semantic: bool,
-        previous: asyncio.Task[None] | None,
-    ) -> None:
-        if previous is not None and not previous.done():
-            await asyncio.wait((previous,))
-        await self._store(ctx, entry, semantic)
 
     async def _store(self, ctx: _Ctx, entry: CacheEntry, semantic: bool) -> bool:
-        vector = await self._vector(ctx) if semantic else None
+        vector = await self._semantic.vector(ctx) if semantic else None
         if vector is not None:
             backend = self.backend
             assert isinstance(backend, SemanticCacheBackend)
@@ -631,44 +509,10 @@ class CacheMiddleware:
         *,
         failed: Any = None,
     ) -> Any:
-        """Run one backend operation within :meth:`_limit`; on any failure, including not
-        answering in time, record it (one WARNING per outage) and return ``failed``.
-
-        An operation cut short opens an outage: until one probe every ``reconnect_interval``
-        gets an answer again, operations are skipped without waiting for the backend.
-        """
-        limit = self._limit(deadline)
-        if (limit is not None and limit <= 0) or (self._cut and not self.health.should_try()):
-            self._counts["backend_skips"] += 1
+        """Run one backend operation within :meth:`_limit`, through the step's
+        :class:`~llm_client.health.BackendGuard`: on any failure, including not answering in
+        time, it is recorded (one WARNING per outage) and ``failed`` is returned."""
+        result = await self._guard.call(what, op, limit=self._limit(deadline), failed=_FAILED)
+        if result is _FAILED:
             return failed
-        try:
-            if limit is None:
-                result = await op()
-            elif sys.version_info >= (3, 11):
-                async with asyncio.timeout(limit) as scope:
-                    try:
-                        result = await op()
-                    except Exception as exc:
-                        if scope.expired():  # cut, whatever the backend made of the cancel
-                            raise TimeoutError from exc
-                        if isinstance(exc, TimeoutError):
-                            raise _BackendError from exc  # the backend's own timeout
-                        raise
-            else:  # pragma: no cover - Python 3.10
-                result = await asyncio.wait_for(op(), limit)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._counts["backend_errors"] += 1
-            if isinstance(exc, TimeoutError):
-                self._cut = True
-                reason = f"{what}: no answer within {limit:g}s"
-            else:
-                cause = exc.__cause__ if isinstance(exc, _BackendError) else exc
-                reason = f"{what}: {type(cause).__name__}: {redact_text(str(cause))}"
-            self.health.failed(exc, reason=reason)
-            log.debug("cache backend operation failed (%s)", reason)
-            return failed
-        self._cut = False
-        self.health.succeeded()
         return True if what in ("put", "put_vector") else result
