@@ -653,16 +653,24 @@ class ClientConfig:
                 )
         return cls(**own, extra=extra)
 
-    def unknown_extra(self, accepted: Iterable[str]) -> None:
+    def unknown_extra(self, accepted: Iterable[str], takers: Iterable[str] = ()) -> None:
         """Raise for the first :attr:`extra` keyword that is not in ``accepted`` (the options
-        the chosen backends and plugin middleware declare), naming the nearest valid one."""
+        the chosen backends and plugin middleware declare), naming the nearest valid one;
+        ``takers`` names what was asked (``"the 'fs' cache backend"``)."""
         accepted = set(accepted)
         for key in self.extra:
             if key not in accepted:
-                valid = {*_OWN, *SHORTCUTS, *accepted, "pipeline", "plugin_manager", "clock"}
+                valid = {*keyword_names(), *accepted}
+                takers = list(takers)
+                asked = (
+                    f"neither a client option nor {' nor '.join(takers)}"
+                    if takers
+                    else "not a client option"
+                )
                 raise ConfigurationError(
-                    f"OpenAIClient got an unknown option {key!r}{did_you_mean(key, valid)}."
-                    " The options are listed in docs/api.md (llm_client.config)"
+                    f"OpenAIClient got an unknown option {key!r}{did_you_mean(key, valid)}:"
+                    f" it is {asked}. The options are listed in docs/api.md"
+                    " (llm_client.config)"
                 )
 
 

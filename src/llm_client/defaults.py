@@ -144,7 +144,12 @@ def default_pipeline(
         declared = declared_options(reg.factory)
         if declared is not None:
             accepted |= declared
-    config.unknown_extra(accepted)
+    takers = [
+        f"an option of the {reg.name!r} {kind}"
+        for reg, kind in ((cache_reg, "cache backend"), (limit_reg, "rate limiter"))
+        if reg is not None
+    ]
+    config.unknown_extra(accepted, takers)
 
     steps: list[tuple[str, Any]] = [
         ("cost", CostAccounting()),
