@@ -19,6 +19,7 @@ if not _env_flag("LLM_CLIENT_NO_DOTENV"):
     _load_env()
 
 from .client import OpenAIClient
+from .config import CacheConfig, OpenAIConfig, RateLimitConfig, RetryConfig
 from .exceptions import (
     APIConnectionError,
     APIError,
@@ -52,6 +53,7 @@ from .models import (
     UsageCosts,
 )
 from .pipeline import CacheOptions, Call, Middleware, Next, Pipeline, Reply
+from .request import CallOptions
 from .result import LLMResult
 from .streaming import LLMEvent
 from .tokens import count_tokens
@@ -65,8 +67,10 @@ __all__ = [
     "GPT5",
     "APIConnectionError",
     "APIError",
+    "CacheConfig",
     "CacheOptions",
     "Call",
+    "CallOptions",
     "ConfigurationError",
     "ContextLengthExceededError",
     "DeadlineExceededError",
@@ -90,10 +94,13 @@ __all__ = [
     "ModelProfile",
     "Next",
     "OpenAIClient",
+    "OpenAIConfig",
     "Pipeline",
+    "RateLimitConfig",
     "RateLimitError",
     "RateLimits",
     "Reply",
+    "RetryConfig",
     "TextEmbedding3Large",
     "TextEmbedding3Small",
     "UnknownBackendError",

@@ -30,7 +30,7 @@ from .exceptions import (
 from .middleware.cost import CostAccounting
 from .models import ModelProfile, TextEmbedding3Small, warn_if_retiring
 from .pipeline import Call, Next, Operation, Pipeline
-from .request import Api, build_call
+from .request import Api, CallOptions, build_call
 from .result import LLMResult
 from .streaming import LLMEvent, to_sse
 
@@ -159,48 +159,34 @@ class OpenAIClient:
         messages: Any = None,
         *,
         input: Any = None,
-        identifier: str | None = None,
-        hash_as_identifier: bool = True,
-        cache_response: bool = True,
-        cache_errors: bool = False,
-        rewrite_cache: bool = False,
-        regen_cache: bool = False,
-        attempts: int | None = None,
-        backoff: float | None = None,
-        timeout: float | None = None,
-        api: Api | None = None,
         raise_on_error: bool = False,
+        options: CallOptions | None = None,
         **params: Any,
     ) -> LLMResult:
         """Run one call and return an :class:`LLMResult`.
 
-        Failures come back as a result with ``status`` and ``error`` unless ``raise_on_error``,
-        which raises the matching :class:`LLMClientError` instead. Bad input raises
-        :class:`InvalidRequestError` either way, before anything is sent: malformed arguments
-        when the call is built, an input over the model's limit when its tokens are counted.
+        :param messages: the conversation (Chat Completions), or Responses API input items.
+        :param input: text or items (Responses API), or what to embed (embeddings models).
+        :param raise_on_error: raise the matching :class:`LLMClientError` instead of returning
+            a failed result.
+        :param options: a :class:`~llm_client.request.CallOptions` (cache behaviour, attempts,
+            timeout, api); its fields may also be given as flat keywords (``identifier=...``,
+            ``cache_response=False``, ``timeout=30`` ...), which take precedence.
+        :param params: generation parameters sent to OpenAI (``temperature``, ``tools`` ...).
+
+        Failures come back as a result with ``status`` and ``error`` unless ``raise_on_error``.
+        Bad input raises :class:`InvalidRequestError` either way, before anything is sent:
+        malformed arguments when the call is built, an input over the model's limit when its
+        tokens are counted, and a keyword that misspells one of our options (``timout=``).
         """
         if type(raise_on_error) is not bool:
             raise InvalidRequestError(
                 f"raise_on_error must be True or False, got {raise_on_error!r:.60}"
             )
         call = build_call(
-            self.profile,
-            self.api,
-            messages,
-            input,
-            params,
-            stream=False,
-            api=api,
-            identifier=identifier,
-            hash_as_identifier=hash_as_identifier,
-            cache_response=cache_response,
-            cache_errors=cache_errors,
-            rewrite_cache=rewrite_cache,
-            regen_cache=regen_cache,
-            attempts=attempts,
-            backoff=backoff,
-            timeout=timeout,
+            self.profile, self.api, messages, input, params, stream=False, options=options
         )
+        identifier = call.cache.identifier
         try:
             reply = await self._handler(call)
         except _NOT_SENT:
@@ -233,35 +219,14 @@ class OpenAIClient:
         messages: Any = None,
         *,
         input: Any = None,
-        identifier: str | None = None,
-        hash_as_identifier: bool = True,
-        cache_response: bool = True,
-        cache_errors: bool = False,
-        rewrite_cache: bool = False,
-        regen_cache: bool = False,
-        attempts: int | None = None,
-        backoff: float | None = None,
-        timeout: float | None = None,
-        api: Api | None = None,
+        options: CallOptions | None = None,
         **params: Any,
     ) -> dict[str, Any]:
         """Run one call; return the seed's dict (``params``, ``output``, ``usage``, ``status``,
-        ``error``, ``identifier``, plus ``cached``, ``attempts``, ``tool_calls`` ...)."""
-        result = await self.invoke(
-            messages,
-            input=input,
-            identifier=identifier,
-            hash_as_identifier=hash_as_identifier,
-            cache_response=cache_response,
-            cache_errors=cache_errors,
-            rewrite_cache=rewrite_cache,
-            regen_cache=regen_cache,
-            attempts=attempts,
-            backoff=backoff,
-            timeout=timeout,
-            api=api,
-            **params,
-        )
+        ``error``, ``identifier``, plus ``cached``, ``attempts``, ``tool_calls`` ...).
+
+        Takes what :meth:`invoke` takes, except ``raise_on_error``."""
+        result = await self.invoke(messages, input=input, options=options, **params)
         return result.to_dict()
 
     def stream(
@@ -269,45 +234,21 @@ class OpenAIClient:
         messages: Any = None,
         *,
         input: Any = None,
-        identifier: str | None = None,
-        hash_as_identifier: bool = True,
-        cache_response: bool = True,
-        cache_errors: bool = False,
-        rewrite_cache: bool = False,
-        regen_cache: bool = False,
-        attempts: int | None = None,
-        backoff: float | None = None,
-        timeout: float | None = None,
-        api: Api | None = None,
+        options: CallOptions | None = None,
         **params: Any,
     ) -> AsyncIterator[LLMEvent]:
         """Stream one call as :class:`LLMEvent` s: ``meta``, ``text_delta`` ..., ``usage``,
         ``done`` — or ending in one ``error`` event; never silently cut short.
 
-        The request is checked when this is called (malformed input raises at once); it is
-        sent when iteration starts.
+        Takes what :meth:`get_response` takes. The request is checked when this is called
+        (malformed input raises at once); it is sent when iteration starts.
         """
         if self.profile.is_embeddings:
             raise InvalidRequestError(
                 f"{self.profile.key} is an embeddings model: it cannot stream"
             )
         call = build_call(
-            self.profile,
-            self.api,
-            messages,
-            input,
-            params,
-            stream=True,
-            api=api,
-            identifier=identifier,
-            hash_as_identifier=hash_as_identifier,
-            cache_response=cache_response,
-            cache_errors=cache_errors,
-            rewrite_cache=rewrite_cache,
-            regen_cache=regen_cache,
-            attempts=attempts,
-            backoff=backoff,
-            timeout=timeout,
+            self.profile, self.api, messages, input, params, stream=True, options=options
         )
         return self._stream(call)
 
