@@ -203,6 +203,19 @@ def test_a_malformed_url_from_the_environment_names_the_variable(monkeypatch) ->
         client(cache_backend="postgres")
 
 
+def test_errors_about_connection_settings_never_show_a_password() -> None:
+    for bad in ("redis://:hunter2secret@host:6379/abc", "http://u:hunter2secret@host:6379"):
+        with pytest.raises(ConfigurationError) as info:
+            client(redis_url=bad)
+        assert "hunter2secret" not in str(info.value) and "***" in str(info.value)
+    with pytest.raises(ConfigurationError) as info:
+        client(pg_dsn="mysql://u:hunter2secret@h/db")
+    assert "hunter2secret" not in str(info.value)
+    with pytest.raises(ConfigurationError) as info:
+        OpenAIConfig(api_key=b"sk-hunter2secret")  # type: ignore[arg-type]
+    assert "hunter2secret" not in str(info.value)
+
+
 def test_accepted_forms() -> None:
     assert redis_url("redis://:pw@localhost:6379/2") == "redis://:pw@localhost:6379/2"
     assert redis_url("rediss://example.com") and redis_url("unix:///tmp/redis.sock")

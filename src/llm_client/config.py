@@ -28,6 +28,7 @@ import functools
 import inspect
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -99,6 +100,12 @@ def resolve(argument: Any, variable: str | None = None, default: Any = None) -> 
 # --- connection strings ----------------------------------------------------------------------
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
+
+
+def _shown(value: str) -> str:
+    """``value`` for an error message: at most 80 characters, any password replaced."""
+    return repr(_PASSWORD.sub(r"\1***@", value)[:80])
 
 
 def redis_url(value: Any, name: str = "redis_url", *, variable: str | None = None) -> str:
@@ -110,27 +117,29 @@ def redis_url(value: Any, name: str = "redis_url", *, variable: str | None = Non
     """
     where = f"{name} ({variable})" if variable else name
     if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"{where} must be a Redis URL string, got {value!r:.60}")
+        raise ConfigurationError(f"{where} must be a Redis URL string, got {type(value).__name__}")
+    text = value.strip()
     try:
-        parts = urlsplit(value.strip())
-        port = parts.port  # raises on a port that is not a number
-        path = parts.path.lstrip("/")
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError as exc:
-        raise ConfigurationError(f"{where}={value!r:.80} is not a valid Redis URL: {exc}") from None
+        raise ConfigurationError(
+            f"{where}={_shown(text)} is not a valid Redis URL: {exc}"
+        ) from None
     if parts.scheme not in _REDIS_SCHEMES:
         raise ConfigurationError(
-            f"{where}={value!r:.80} is not a Redis URL: it must start with redis://, rediss://"
+            f"{where}={_shown(text)} is not a Redis URL: it must start with redis://, rediss://"
             " or unix:// (e.g. redis://localhost:6379/0)"
         )
+    path = parts.path.lstrip("/")
     if parts.scheme == "unix":
         if not parts.path:
-            raise ConfigurationError(f"{where}={value!r:.80} names no socket path")
-    elif path and not path.isdigit():
+            raise ConfigurationError(f"{where}={_shown(text)} names no socket path")
+    elif path and not path.isdigit():  # redis-py reads the path as the database number
         raise ConfigurationError(
-            f"{where}={value!r:.80}: the path must be a database number (/0), got /{path}"
+            f"{where}={_shown(text)}: the path must be a database number (/0), got /{path}"
         )
-    del port
-    return value.strip()
+    return text
 
 
 def postgres_dsn(value: Any, name: str = "pg_dsn", *, variable: str | None = None) -> str:
@@ -142,7 +151,9 @@ def postgres_dsn(value: Any, name: str = "pg_dsn", *, variable: str | None = Non
     """
     where = f"{name} ({variable})" if variable else name
     if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"{where} must be a PostgreSQL DSN string, got {value!r:.60}")
+        raise ConfigurationError(
+            f"{where} must be a PostgreSQL DSN string, got {type(value).__name__}"
+        )
     text = value.strip()
     try:
         parts = urlsplit(text)
@@ -166,7 +177,7 @@ def qdrant_url(value: Any, name: str = "qdrant_url", *, variable: str | None = N
     """
     where = f"{name} ({variable})" if variable else name
     if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"{where} must be a Qdrant URL string, got {value!r:.60}")
+        raise ConfigurationError(f"{where} must be a Qdrant URL string, got {type(value).__name__}")
     text = value.strip()
     embedded = " (for embedded local mode use qdrant_location=':memory:' or qdrant_path=...)"
     try:
@@ -174,15 +185,15 @@ def qdrant_url(value: Any, name: str = "qdrant_url", *, variable: str | None = N
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError as exc:
         raise ConfigurationError(
-            f"{where}={text!r:.80} is not a valid URL: {exc}{embedded}"
+            f"{where}={_shown(text)} is not a valid URL: {exc}{embedded}"
         ) from None
     if "://" in text and parts.scheme not in ("http", "https"):
         raise ConfigurationError(
-            f"{where}={text!r:.80} must be an http:// or https:// URL{embedded}"
+            f"{where}={_shown(text)} must be an http:// or https:// URL{embedded}"
         )
     if not parts.hostname:
         raise ConfigurationError(
-            f"{where}={text!r:.80} names no host: use e.g. http://localhost:6333{embedded}"
+            f"{where}={_shown(text)} names no host: use e.g. http://localhost:6333{embedded}"
         )
     return text
 
@@ -332,7 +343,8 @@ def _number(name: str, value: Any, *, low: float = 0.0, inclusive: bool = False)
 
 def _optional_str(name: str, value: Any) -> None:
     if value is not None and not (isinstance(value, str) and value):
-        raise ConfigurationError(f"{name} must be a non-empty string, got {value!r:.60}")
+        got = "''" if value == "" else type(value).__name__  # never echo a would-be secret
+        raise ConfigurationError(f"{name} must be a non-empty string, got {got}")
 
 
 def _options(name: str, value: Any) -> Mapping[str, Any]:

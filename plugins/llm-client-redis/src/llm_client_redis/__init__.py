@@ -55,6 +55,9 @@ LIMITER_OPTIONS = (
     "command_timeout",
     "server_clock",
     "redis_max_connections",
+    # ceilings on what x-ratelimit-limit-* headers may raise the budgets to (limiter branch)
+    "max_tokens_per_minute",
+    "max_requests_per_minute",
 )
 
 
