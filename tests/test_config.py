@@ -173,6 +173,15 @@ def test_connection_settings_reach_the_sdk(server: FakeOpenAI) -> None:
     assert str(sdk.base_url).rstrip("/") == server.base_url.rstrip("/")
 
 
+def test_a_ready_sdk_client_is_not_configured_twice(server: FakeOpenAI) -> None:
+    import openai
+
+    sdk = openai.AsyncOpenAI(api_key=KEY, base_url=server.base_url, max_retries=0)
+    assert OpenAIClient(GPT5Nano, sdk=sdk)._transport.sdk is sdk
+    with pytest.raises(ConfigurationError, match="sdk="):
+        OpenAIClient(GPT5Nano, sdk=sdk, base_url=server.base_url)
+
+
 # --- connection strings ----------------------------------------------------------------------
 
 

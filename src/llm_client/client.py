@@ -115,6 +115,11 @@ class OpenAIClient:
         from .transport import Transport
 
         conn = self.config.connection
+        if sdk is not None and conn != OpenAIConfig():
+            raise ConfigurationError(
+                "sdk= is a ready openai.AsyncOpenAI with its own key, base URL and HTTP client:"
+                " pass those to it, not api_key/base_url/organization/project/http_client here"
+            )
         try:
             self._transport = Transport(
                 sdk=sdk,
