@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from llm_client.config import (
     OpenAIConfig,
     RateLimitConfig,
     RetryConfig,
+    TimeoutConfig,
     accepts,
     env_flag,
     parse_bool,
@@ -26,6 +28,7 @@ from llm_client.config import (
 )
 from llm_client.hookspecs import hookimpl
 from llm_client.middleware.retry import Retry
+from llm_client.middleware.timeout import Timeout
 from llm_client.plugins import new_plugin_manager
 from llm_client.rate_limit import Limiter
 from llm_client.testing import FakeOpenAI
@@ -122,7 +125,8 @@ def test_configuration_objects_are_frozen_and_checked() -> None:
         (lambda: RateLimitConfig(limiter=object()), "limiter"),
         (lambda: OpenAIConfig(base_url="localhost"), "base_url"),
         (lambda: OpenAIConfig(project=""), "project"),
-        (lambda: ClientConfig(timeout=-2), "timeout"),
+        (lambda: TimeoutConfig(total=-2), "timeout"),
+        (lambda: TimeoutConfig(stream_idle=math.nan), "stream_idle_timeout"),
         (lambda: ClientConfig(api="completions"), "api"),
         (lambda: ClientConfig(retry=3), "retry"),  # type: ignore[arg-type]
     ]:
@@ -140,7 +144,7 @@ def test_objects_and_shortcuts_fill_the_same_fields(tmp_path: Path) -> None:
         caching=CacheConfig(backend="fs", dir=tmp_path, ttl=60),
         retry=RetryConfig(attempts=5, backoff=0.1),
         rate_limit=RateLimitConfig(tokens_per_minute=1000),
-        timeout=9,
+        timeouts=TimeoutConfig(total=9, stream_idle=2),
     )
     by_keyword = client(
         cache_backend="fs",
@@ -150,10 +154,13 @@ def test_objects_and_shortcuts_fill_the_same_fields(tmp_path: Path) -> None:
         backoff=0.1,
         tokens_per_minute=1000,
         timeout=9,
+        stream_idle_timeout=2,
     )
     assert by_object.config == by_keyword.config
     retry = by_object.pipeline.find(Retry)
     assert retry is not None and retry.attempts == 5
+    timeout = by_keyword.pipeline.find(Timeout)
+    assert timeout is not None and timeout.stream_idle_timeout == 2
 
 
 def test_a_shortcut_replaces_that_field_of_an_object_beside_it(tmp_path: Path) -> None:
@@ -261,6 +268,8 @@ async def test_a_well_formed_url_of_a_server_that_is_down_still_degrades(server:
         {"cache_backend": "memory"},
         {"attempts": 2},
         {"timeout": 5},
+        {"stream_idle_timeout": 5},
+        {"timeouts": TimeoutConfig(total=3)},
         {"rate_limit_backend": "local"},
         {"tokens_per_minute": 100},
         {"retry": RetryConfig()},

@@ -409,6 +409,10 @@ async def test_call_options_object_and_flat_keywords_are_one_definition(server):
         assert events[-1].type == "done"
     finally:
         await client.close()
+    with pytest.raises(InvalidRequestError, match="stream_idle_timeout applies to streams"):
+        await client.get_response(messages=[USER], stream_idle_timeout=2)
+    with pytest.raises(InvalidRequestError, match="stream_idle_timeout"):
+        CallOptions(stream_idle_timeout=-1)
     with pytest.raises(InvalidRequestError, match="attempts"):
         CallOptions(attempts=0)
     with pytest.raises(InvalidRequestError, match="cache_response"):

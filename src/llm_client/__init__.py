@@ -19,7 +19,7 @@ if not _env_flag("LLM_CLIENT_NO_DOTENV"):
     _load_env()
 
 from .client import OpenAIClient
-from .config import CacheConfig, OpenAIConfig, RateLimitConfig, RetryConfig
+from .config import CacheConfig, OpenAIConfig, RateLimitConfig, RetryConfig, TimeoutConfig
 from .exceptions import (
     APIConnectionError,
     APIError,
@@ -103,6 +103,7 @@ __all__ = [
     "RetryConfig",
     "TextEmbedding3Large",
     "TextEmbedding3Small",
+    "TimeoutConfig",
     "UnknownBackendError",
     "UnknownModelError",
     "Usage",

@@ -18,6 +18,7 @@ from .config import (
     OpenAIConfig,
     RateLimitConfig,
     RetryConfig,
+    TimeoutConfig,
     did_you_mean,
     keyword_names,
 )
@@ -27,6 +28,7 @@ from .exceptions import (
     InvalidRequestError,
     LLMClientError,
 )
+from .middleware._stream import aclose, replay
 from .middleware.cost import CostAccounting
 from .models import ModelProfile, TextEmbedding3Small, warn_if_retiring
 from .pipeline import Call, Next, Operation, Pipeline
@@ -58,9 +60,14 @@ class OpenAIClient:
     :param rate_limit: a :class:`~llm_client.config.RateLimitConfig` (default: local limiter
         with the profile's budgets).
     :param retry: a :class:`~llm_client.config.RetryConfig` (default: 3 attempts).
+    :param timeouts: a :class:`~llm_client.config.TimeoutConfig`; ``timeout`` and
+        ``stream_idle_timeout`` are its shortcuts.
     :param connection: an :class:`~llm_client.config.OpenAIConfig` (key, base URL,
         organization, project, HTTP client; the SDK's environment variables otherwise).
-    :param timeout: deadline per call in seconds, over every attempt and wait.
+    :param timeout: deadline per call in seconds, over every attempt and wait (a stream
+        included, up to its last event).
+    :param stream_idle_timeout: for streams, the longest wait (seconds) for the next piece,
+        before the first included; ``None`` waits as long as the deadline allows.
     :param max_concurrency: how many calls :meth:`run_batch` runs at once.
     :param pipeline: a custom :class:`Pipeline` instead of the default chain; the options that
         only the default chain uses (cache, rate limit, retry, timeout) are refused beside it.
@@ -85,8 +92,10 @@ class OpenAIClient:
         caching: CacheConfig | None = None,
         rate_limit: RateLimitConfig | None = None,
         retry: RetryConfig | None = None,
+        timeouts: TimeoutConfig | None = None,
         connection: OpenAIConfig | None = None,
         timeout: float | None = None,
+        stream_idle_timeout: float | None = None,
         max_concurrency: int = 64,
         pipeline: Pipeline | None = None,
         plugin_manager: pluggy.PluginManager | None = None,
@@ -102,8 +111,10 @@ class OpenAIClient:
             "caching": caching,
             "rate_limit": rate_limit,
             "retry": retry,
+            "timeouts": timeouts,
             "connection": connection,
             "timeout": timeout,
+            "stream_idle_timeout": stream_idle_timeout,
             "max_concurrency": max_concurrency,
             **options,
         }
@@ -246,7 +257,10 @@ class OpenAIClient:
         ``done`` — or ending in one ``error`` event; never silently cut short.
 
         Takes what :meth:`get_response` takes. The request is checked when this is called
-        (malformed input raises at once); it is sent when iteration starts.
+        (malformed input raises at once); it is sent when iteration starts. ``timeout`` bounds
+        the whole stream, ``stream_idle_timeout`` each wait for the next piece (both end the
+        stream with an ``error`` event, 408). Stop early with ``break`` or ``aclose()``: the
+        HTTP response is closed at once.
         """
         if self.profile.is_embeddings:
             raise InvalidRequestError(
@@ -273,16 +287,21 @@ class OpenAIClient:
             yield LLMEvent("error", {"status": result.status, "error": result.error}, result)
             return
         if isinstance(reply, LLMResult):  # a custom pipeline answered a stream with a result
-            from .middleware._stream import replay
-
             reply = replay(reply)
-        async for event in reply:
-            yield event
+        try:
+            async for event in reply:
+                yield event
+        finally:  # the consumer stopped (or the stream ended): close everything below now
+            await aclose(reply)
 
     async def stream_sse(self, messages: Any = None, **kwargs: Any) -> AsyncIterator[str]:
         """:meth:`stream` encoded as Server-Sent Events frames for a web response."""
-        async for event in self.stream(messages, **kwargs):
-            yield to_sse(event)
+        events = self.stream(messages, **kwargs)
+        try:
+            async for event in events:
+                yield to_sse(event)
+        finally:  # the web client went away: close the stream below at once
+            await aclose(events)
 
     # --- batches ---------------------------------------------------------------------------------
 

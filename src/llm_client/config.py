@@ -1,12 +1,13 @@
 """Configuration: one frozen, validated object per concern, and the rules that read them.
 
-``OpenAIClient`` is configured by four objects, each checked when it is made (in the manner of
+``OpenAIClient`` is configured by five objects, each checked when it is made (in the manner of
 httpx's ``Timeout`` and ``Limits``), so a bad value fails where it is written rather than on
 the first call:
 
 * :class:`CacheConfig`: which cache backend, where it lives, its namespace and expiry;
 * :class:`RateLimitConfig`: the limiter and its budgets;
 * :class:`RetryConfig`: attempts and back-off;
+* :class:`TimeoutConfig`: the deadline of a call and the idle limit of a stream;
 * :class:`OpenAIConfig`: how to reach OpenAI (key, base URL, organization, project, HTTP client).
 
 The seed's flat keywords (``cache_backend="fs"``, ``cache_dir=...``, ``redis_url=...``,
@@ -45,6 +46,7 @@ __all__ = [
     "OpenAIConfig",
     "RateLimitConfig",
     "RetryConfig",
+    "TimeoutConfig",
     "accepts",
     "check_factory_options",
     "connection_string",
@@ -540,6 +542,24 @@ class OpenAIConfig:
                 )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeoutConfig:
+    """How long a call may take."""
+
+    total: float | None = None
+    """Deadline of a whole call in seconds, over every attempt, wait and cache lookup, and a
+    stream up to its last event (shortcut ``timeout``); ``None``: no deadline."""
+    stream_idle: float | None = None
+    """For streams: the longest wait in seconds for the next piece, the first included
+    (shortcut ``stream_idle_timeout``); ``None`` waits as long as :attr:`total` allows."""
+
+    def __post_init__(self) -> None:
+        if self.total is not None:
+            _number("timeout", self.total)
+        if self.stream_idle is not None:
+            _number("stream_idle_timeout", self.stream_idle)
+
+
 #: The seed's flat keywords: each fills one field of one configuration object.
 SHORTCUTS: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType(
     {
@@ -558,6 +578,8 @@ SHORTCUTS: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType(
         "requests_per_minute": (("rate_limit", "requests_per_minute"),),
         "burst_seconds": (("rate_limit", "burst_seconds"),),
         "limiter": (("rate_limit", "limiter"),),
+        "timeout": (("timeouts", "total"),),
+        "stream_idle_timeout": (("timeouts", "stream_idle"),),
         "attempts": (("retry", "attempts"),),
         "backoff": (("retry", "backoff"),),
         "api_key": (("connection", "api_key"),),
@@ -569,14 +591,14 @@ SHORTCUTS: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType(
 )
 
 #: Keywords of :class:`ClientConfig` itself.
-_OWN = ("api", "caching", "rate_limit", "retry", "connection", "timeout", "max_concurrency")
+_OWN = ("api", "caching", "rate_limit", "retry", "timeouts", "connection", "max_concurrency")
 
 #: Options only the default chain uses: refused beside ``pipeline=``.
 DEFAULT_CHAIN_ONLY = (
     "caching",
     "rate_limit",
     "retry",
-    "timeout",
+    "timeouts",
     *(name for name, targets in SHORTCUTS.items() if targets[0][0] != "connection"),
 )
 
@@ -584,6 +606,7 @@ _TYPES: dict[str, Any] = {
     "caching": CacheConfig,
     "rate_limit": RateLimitConfig,
     "retry": RetryConfig,
+    "timeouts": TimeoutConfig,
     "connection": OpenAIConfig,
 }
 
@@ -601,10 +624,10 @@ class ClientConfig:
     """The rate limiter (default: local, with the model's budgets)."""
     retry: RetryConfig = field(default_factory=RetryConfig)
     """Retries (default: 3 attempts, 0.5 s back-off base)."""
+    timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    """Deadlines (default: none)."""
     connection: OpenAIConfig = field(default_factory=OpenAIConfig)
     """How to reach OpenAI."""
-    timeout: float | None = None
-    """Deadline of a whole call in seconds, over every attempt, wait and cache lookup."""
     max_concurrency: int = 64
     """How many calls ``run_batch``/``iter_batch`` run at once."""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -622,8 +645,6 @@ class ClientConfig:
                     f"{name} must be a llm_client.config.{kind.__name__},"
                     f" got {type(value).__name__}"
                 )
-        if self.timeout is not None:
-            _number("timeout", self.timeout)
         mc = self.max_concurrency
         if not isinstance(mc, int) or isinstance(mc, bool) or mc < 1:
             raise ConfigurationError(f"max_concurrency must be an integer >= 1, got {mc!r:.60}")

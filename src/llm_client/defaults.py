@@ -153,7 +153,10 @@ def default_pipeline(
 
     steps: list[tuple[str, Any]] = [
         ("cost", CostAccounting()),
-        ("timeout", Timeout(config.timeout)),
+        (
+            "timeout",
+            Timeout(config.timeouts.total, stream_idle_timeout=config.timeouts.stream_idle),
+        ),
     ]
     if caching.backend is not None:
         from .middleware.cache import CacheMiddleware

@@ -959,6 +959,9 @@ class CallOptions:
     """Deadline of this call in seconds, over every attempt and wait (default: the client's)."""
     api: Api | None = None
     """``"chat"`` or ``"responses"`` for this call (default: the client's ``api``)."""
+    stream_idle_timeout: float | None = None
+    """For :meth:`~llm_client.OpenAIClient.stream` only: the longest wait in seconds for the
+    next piece of this stream (default: the client's)."""
 
     def __post_init__(self) -> None:
         if not (  # the defaults need no checking: the common case stays cheap
@@ -972,6 +975,7 @@ class CallOptions:
             and self.cache_errors is False
             and self.rewrite_cache is False
             and self.regen_cache is False
+            and self.stream_idle_timeout is None
         ):
             check_call_options(
                 identifier=self.identifier,
@@ -985,6 +989,12 @@ class CallOptions:
                 rewrite_cache=self.rewrite_cache,
                 regen_cache=self.regen_cache,
             )
+            idle = self.stream_idle_timeout
+            if idle is not None and not (_is_number(idle) and 0 < idle < math.inf):
+                _fail(
+                    "stream_idle_timeout must be a finite, positive number of seconds,"
+                    f" got {_show(idle)}"
+                )
 
     @classmethod
     def take(cls, keywords: dict[str, Any], base: CallOptions | None = None) -> CallOptions:
@@ -1031,6 +1041,8 @@ def build_call(
     """
     opts = CallOptions.take(params, options)
     api = opts.api
+    if opts.stream_idle_timeout is not None and not stream:
+        _fail("stream_idle_timeout applies to streams: use client.stream(...), or timeout=...")
     if params:
         bad = FORBIDDEN_PARAMS.intersection(params)
         if bad:
@@ -1094,6 +1106,9 @@ def build_call(
             regen_cache=opts.regen_cache,
         ),
         timeout=opts.timeout,
+        stream_idle_timeout=(
+            None if opts.stream_idle_timeout is None else float(opts.stream_idle_timeout)
+        ),
         attempts=opts.attempts,
         backoff=opts.backoff,
     )
