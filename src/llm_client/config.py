@@ -457,9 +457,12 @@ class RateLimitConfig:
     """``"local"`` (one process), a plugin's name (``"redis"``: shared by every process) or
     ``None`` for no limiter."""
     tokens_per_minute: float | None = None
-    """Token budget per minute; default: the model profile's ``rate_limits``."""
+    """Token budget per minute, and the ceiling for what the server's ``x-ratelimit-limit-*``
+    headers may raise it to; default: start from the model profile's ``rate_limits`` and
+    follow the headers."""
     requests_per_minute: float | None = None
-    """Request budget per minute; default: the model profile's ``rate_limits``."""
+    """Request budget per minute, likewise a ceiling; default: the profile's, then the
+    server's."""
     burst_seconds: float | None = None
     """How many seconds of budget may be spent at once (the bucket's depth)."""
     redis_url: str | None = None

@@ -18,6 +18,7 @@ any other with :class:`~llm_client.pipeline.Pipeline`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -61,6 +62,13 @@ def build_limiter(
         return rl.limiter
     tpm = rl.tokens_per_minute or profile.rate_limits.tkn_per_min
     rpm = rl.requests_per_minute or profile.rate_limits.req_per_min
+    # The profile's limits are only a conservative start: the limiter follows the server's
+    # x-ratelimit-limit-* headers from the first response on. A limit passed explicitly is a
+    # ceiling those headers may lower but never raise.
+    ceilings = {
+        "max_tokens_per_minute": rl.tokens_per_minute or math.inf,
+        "max_requests_per_minute": rl.requests_per_minute or math.inf,
+    }
     if rl.backend is None:
         return None
     if rl.backend == "local":
@@ -68,7 +76,7 @@ def build_limiter(
 
         if rl.options:
             check_factory_options("rate-limit backend", "local", _local_limiter, rl.options)
-        return Limiter(tpm, rpm, burst_seconds=rl.burst_seconds, clock=clock)
+        return Limiter(tpm, rpm, burst_seconds=rl.burst_seconds, clock=clock, **ceilings)
     reg = registration or _limiter_registration(rl.backend, plugin_manager)
     options: dict[str, Any] = {
         "tokens_per_minute": tpm,
@@ -76,8 +84,11 @@ def build_limiter(
         "burst_seconds": rl.burst_seconds,
         "key": f"llm_client:ratelimit:{profile.model_name}",
     }
-    if rl.redis_url is not None and _accepts(reg.factory, "redis_url"):
-        options["redis_url"] = rl.redis_url
+    # Settings every limiter is offered; a factory receives those it declares.
+    offered = {**ceilings, "redis_url": rl.redis_url}
+    for name, value in offered.items():
+        if value is not None and _accepts(reg.factory, name):
+            options[name] = value
     options.update(extra or {})
     options.update(rl.options)
     check_factory_options("rate-limit backend", reg.name, reg.factory, options)

@@ -49,7 +49,10 @@ def register_rate_limiters(register: Callable[[str, Callable[..., Any]], None]) 
     :param register: call ``register(name, factory)``; ``factory(*, tokens_per_minute,
         requests_per_minute, burst_seconds, key, ...)`` returns a
         :class:`~llm_client.rate_limit.RateLimiter`. It declares its options like a cache
-        backend's factory; ``redis_url`` is passed only if declared.
+        backend's factory. It is offered ``max_tokens_per_minute`` /
+        ``max_requests_per_minute`` (the ceilings up to which ``x-ratelimit-limit-*`` headers
+        may raise the starting limits; ``math.inf`` when the user passed none) and
+        ``redis_url``, and receives those it declares.
     """
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from llm_client.testing.quotas import Quota
     from llm_client.testing.server import (
         DEFAULT_RATE_LIMIT_HEADERS,
         AnswerRecord,
@@ -37,6 +38,7 @@ __all__ = [
     "embed_text",
     "expected_text",
     "format_duration",
+    "Quota",
     "prompt_tokens",
 ]
 

@@ -36,7 +36,10 @@ from typing import Any, Literal, get_args
 from aiohttp import web
 
 from . import models_api, wire
+from .quotas import Quota
 from .wire import AnswerRecord, FaultDraw
+
+_QUOTA_CHARGE = web.RequestKey("llm_client_quota_charge", int)
 
 __all__ = [
     "DEFAULT_RATE_LIMIT_HEADERS",
@@ -599,8 +602,10 @@ class FakeOpenAI:
         cached_tokens: int = 0,
         log_requests: bool = True,
         chunk_delay: float = 0.0,
+        quota: Quota | None = None,
     ) -> None:
         self.host = host
+        self.quota = quota
         self.latency = latency
         self.chunk_delay = chunk_delay
         self.rate_limit_headers = rate_limit_headers
@@ -863,6 +868,8 @@ class FakeOpenAI:
 
     def _headers(self, content_type: str | None = "application/json") -> dict[str, str]:
         headers = dict(self._rate_headers) if self.rate_limit_headers else {}
+        if self.quota is not None and self.rate_limit_headers:
+            headers.update(self.quota.headers())  # truthful: the quota's state right now
         headers["x-request-id"] = self._new_id("req_")
         if content_type is not None:
             headers["Content-Type"] = content_type
@@ -1085,6 +1092,10 @@ class FakeOpenAI:
                 "payload, but what was sent was not valid JSON.)",
                 "invalid_request_error",
             )
+        if self.quota is not None and endpoint in ("chat", "responses", "embeddings"):
+            refused = self._quota_admit(request, endpoint, body)
+            if refused is not None:
+                return body, refused
         fault = self._take_fault(endpoint)
         if fault is None:
             return body, None
@@ -1099,6 +1110,29 @@ class FakeOpenAI:
                 request.transport.abort()
             return body, web.Response()
         return body, fault
+
+    def _quota_admit(
+        self, request: web.Request, endpoint: str, body: dict[str, Any]
+    ) -> web.Response | None:
+        """Charge the quota at arrival (testing/quotas.py); a 429 if it cannot cover it."""
+        assert self.quota is not None
+        charge, refusal = self.quota.admit(endpoint, body)
+        if refusal is None:
+            request[_QUOTA_CHARGE] = charge
+            return None
+        model = body.get("model") if isinstance(body.get("model"), str) else "the model"
+        headers = self._headers()
+        headers.update(refusal.retry_headers())
+        payload = _error_body(
+            refusal.message(str(model)), refusal.error_type, None, "rate_limit_exceeded"
+        )
+        return web.Response(body=payload, status=429, headers=headers)
+
+    def _quota_settle(self, request: web.Request, used: int) -> None:
+        """Reconcile a usage-based quota to the answer's real usage."""
+        charge = request.get(_QUOTA_CHARGE)
+        if self.quota is not None and charge is not None:
+            self.quota.settle(charge, used)
 
     def _bad_request(self, exc: _BadRequest) -> web.Response:
         return self._error_response(400, exc.message, "invalid_request_error", param=exc.param)
@@ -1234,6 +1268,7 @@ class FakeOpenAI:
             fault = None
         elif fault is not None and fault.kind in ("response_failed", "stream_error") and not stream:
             return self._fault_as_status(fault)
+        self._quota_settle(request, sum(self._usage_numbers(answer)[:2]))
         model = body["model"]
         completion_id = self._new_id("chatcmpl-")
         created = int(time.time())
@@ -1464,6 +1499,7 @@ class FakeOpenAI:
             fault = None
         if fault is not None and fault.kind == "stream_error" and not stream:
             return self._fault_as_status(fault)
+        self._quota_settle(request, sum(self._usage_numbers(answer)[:2]))
         incomplete = answer.finish_reason == "length"
         status = "incomplete" if incomplete else "completed"
         reason = "max_output_tokens" if incomplete else None
@@ -1652,6 +1688,7 @@ class FakeOpenAI:
             if encoding == "base64":
                 embedding = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
             data.append({"object": "embedding", "index": index, "embedding": embedding})
+        self._quota_settle(request, tokens)
         payload = {
             "object": "list",
             "data": data,
