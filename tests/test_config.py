@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -394,3 +394,40 @@ def test_a_misspelt_rate_limit_backend_option_raises() -> None:
 def test_a_limiter_object_is_used_as_given() -> None:
     limiter = Limiter(100, 10)
     assert client(limiter=limiter).limiter is limiter
+
+
+class LimiterPlugin:
+    """Two third-party limiters: one declares its options, one takes anything."""
+
+    seen: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @hookimpl
+    def register_rate_limiters(self, register):  # type: ignore[no-untyped-def]
+        def declared(
+            *, tokens_per_minute: float, requests_per_minute: float, burst_seconds=None, key=""
+        ) -> Limiter:
+            LimiterPlugin.seen["declared"] = {"tpm": tokens_per_minute, "key": key}
+            return Limiter(tokens_per_minute, requests_per_minute)
+
+        def anything(**options: Any) -> Limiter:
+            LimiterPlugin.seen["anything"] = options
+            return Limiter(options["tokens_per_minute"], options["requests_per_minute"])
+
+        register("declared", declared)
+        register("anything", anything)
+
+
+def test_limiter_factories_get_what_they_declare() -> None:
+    pm = new_plugin_manager(autoload=False)
+    pm.register(LimiterPlugin(), name="limiter-plugin")
+    # redis_url and the header ceilings are offered, not forced on a factory that lacks them
+    client(plugin_manager=pm, rate_limit_backend="declared", redis_url="redis://h:6379/0")
+    assert LimiterPlugin.seen["declared"]["key"].startswith("llm_client:ratelimit:")
+    client(plugin_manager=pm, rate_limit_backend="anything", tokens_per_minute=500)
+    got = LimiterPlugin.seen["anything"]
+    assert got["tokens_per_minute"] == 500 and got["max_tokens_per_minute"] == 500
+    with pytest.raises(ConfigurationError, match="did you mean `burst_seconds`"):
+        client(
+            plugin_manager=pm,
+            rate_limit=RateLimitConfig(backend="declared", options={"burst_second": 2}),
+        )
