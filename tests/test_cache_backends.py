@@ -86,8 +86,11 @@ def pm():  # type: ignore[no-untyped-def]
 
 
 async def test_builtins_are_registered_through_the_hook(pm, tmp_path: Path) -> None:
-    memory = cache_backend("memory", plugin_manager=pm, unrelated_option=1, ttl=5)
+    memory = cache_backend("memory", plugin_manager=pm, cache_dir=tmp_path, ttl=5)
     assert isinstance(memory, MemoryCache) and memory.ttl == 5
+    # an option no backend declares is refused, not dropped (issue 9)
+    with pytest.raises(ConfigurationError, match=r"'memory'.*no option 'unrelated_option'"):
+        cache_backend("memory", plugin_manager=pm, unrelated_option=1, ttl=5)
     fs = cache_backend(
         "fs", plugin_manager=pm, cache_dir=tmp_path, cache_collection="c", pg_dsn="x"
     )

@@ -345,3 +345,77 @@ async def test_valid_openai_inputs_are_sent_unchanged(server, api, kwargs):
     for name, value in kwargs.items():
         if name not in ("messages", "input", "tools", "max_tokens"):
             assert sent[name] == value, name
+
+
+# --- per-call options: one definition, and near misses refused (issue 9 §2) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("identifer", "identifier"),
+        ("cache_respnse", "cache_response"),
+        ("timout", "timeout"),
+        ("regen_cahce", "regen_cache"),
+        ("atempts", "attempts"),
+        ("mesages", "messages"),
+    ],
+)
+async def test_a_misspelt_call_option_is_refused_not_sent(server, typo, meant):
+    client = make_client(server)
+    try:
+        for call in (
+            lambda: client.get_response(messages=[USER], **{typo: 5}),
+            lambda: client.invoke(messages=[USER], **{typo: 5}),
+        ):
+            with pytest.raises(InvalidRequestError) as info:
+                await call()
+            assert typo in str(info.value) and f"did you mean `{meant}`?" in str(info.value)
+        with pytest.raises(InvalidRequestError, match=f"did you mean `{meant}`"):
+            client.stream(messages=[USER], **{typo: 5})
+        responses = make_client(server, api="responses")
+        with pytest.raises(InvalidRequestError, match=f"did you mean `{meant}`"):
+            await responses.get_response(input="hi", **{typo: 5})
+        await responses.close()
+    finally:
+        await client.close()
+    assert server.count("chat") == 0 and server.count("responses") == 0
+
+
+def test_no_api_parameter_is_mistaken_for_a_call_option():
+    from llm_client.request import _CHECKS, _near_miss
+
+    for checks in _CHECKS.values():
+        for name in checks:
+            _near_miss(name)  # raises if a real parameter looked like one of ours
+
+
+async def test_call_options_object_and_flat_keywords_are_one_definition(server):
+    from llm_client import CallOptions
+
+    client = make_client(server, cache_backend="memory")
+    try:
+        options = CallOptions(identifier="fixed-key", attempts=1)
+        first = await client.get_response(messages=[USER], options=options)
+        again = await client.get_response(messages=ask("another prompt"), options=options)
+        assert first["identifier"] == again["identifier"] == "fixed-key" and again["cached"]
+        # a flat keyword overrides the object's field
+        fresh = await client.get_response(
+            messages=[USER], options=options, identifier="other-key", temperature=0.5
+        )
+        assert fresh["identifier"] == "other-key" and not fresh["cached"]
+        assert fresh["params"]["temperature"] == 0.5 and "identifier" not in fresh["params"]
+        events = [e async for e in client.stream(messages=[USER], options=options)]
+        assert events[-1].type == "done"
+    finally:
+        await client.close()
+    with pytest.raises(InvalidRequestError, match="stream_idle_timeout applies to streams"):
+        await client.get_response(messages=[USER], stream_idle_timeout=2)
+    with pytest.raises(InvalidRequestError, match="stream_idle_timeout"):
+        CallOptions(stream_idle_timeout=-1)
+    with pytest.raises(InvalidRequestError, match="attempts"):
+        CallOptions(attempts=0)
+    with pytest.raises(InvalidRequestError, match="cache_response"):
+        CallOptions(cache_response=1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError, match="options must be"):
+        await client.get_response(messages=[USER], options={"timeout": 3})  # type: ignore[arg-type]

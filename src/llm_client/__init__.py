@@ -11,11 +11,11 @@ to see its warnings (for example that a model is about to be shut down).
 from __future__ import annotations
 
 import logging as _logging
-import os as _os
 
 from ._env import load_env as _load_env
+from .config import env_flag as _env_flag
 
-if _os.environ.get("LLM_CLIENT_NO_DOTENV", "") not in ("1", "true"):
+if not _env_flag("LLM_CLIENT_NO_DOTENV"):
     _load_env()
 
 from .agent import (
@@ -32,6 +32,7 @@ from .agent import (
     TurnRecord,
 )
 from .client import OpenAIClient
+from .config import CacheConfig, OpenAIConfig, RateLimitConfig, RetryConfig, TimeoutConfig
 from .exceptions import (
     APIConnectionError,
     APIError,
@@ -65,6 +66,7 @@ from .models import (
     UsageCosts,
 )
 from .pipeline import CacheOptions, Call, Middleware, Next, Pipeline, Reply
+from .request import CallOptions
 from .result import LLMResult
 from .streaming import LLMEvent
 from .tokens import count_tokens
@@ -83,8 +85,10 @@ __all__ = [
     "AgentResult",
     "AgentRunner",
     "BudgetExceededError",
+    "CacheConfig",
     "CacheOptions",
     "Call",
+    "CallOptions",
     "ConfigurationError",
     "ContextLengthExceededError",
     "DeadlineExceededError",
@@ -109,14 +113,18 @@ __all__ = [
     "ModelProfile",
     "Next",
     "OpenAIClient",
+    "OpenAIConfig",
     "Pipeline",
+    "RateLimitConfig",
     "RateLimitError",
     "RateLimits",
     "Reply",
+    "RetryConfig",
     "RunBudget",
     "StopRun",
     "TextEmbedding3Large",
     "TextEmbedding3Small",
+    "TimeoutConfig",
     "Tool",
     "ToolCallRecord",
     "TurnRecord",

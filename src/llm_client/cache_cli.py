@@ -21,6 +21,7 @@ from typing import IO, Any
 import pluggy
 
 from .cache import CacheBackend, redact_text
+from .config import resolve
 from .exceptions import ConfigurationError
 from .plugins import cache_backend
 
@@ -131,7 +132,7 @@ async def run_cache_command(
     if command not in _COMMANDS:
         err.write(f"llm-client cache: choose one of {', '.join(_COMMANDS)}\n")
         return 2
-    name = getattr(args, "backend", None) or os.environ.get(BACKEND_ENV) or "fs"
+    name = resolve(getattr(args, "backend", None), BACKEND_ENV, "fs")
     try:
         backend: CacheBackend = cache_backend(
             name, plugin_manager=plugin_manager, **_backend_options(args)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -13,6 +12,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from .cache_cli import add_cache_parser, run_cache_command
+from .config import resolve
 
 if TYPE_CHECKING:
     from .models import ModelProfile
@@ -77,7 +77,7 @@ async def _demo(args: argparse.Namespace) -> int:
     async with AsyncExitStack() as stack:
         client_options: dict[str, Any] = {}
         if args.live:
-            if not os.environ.get("OPENAI_API_KEY"):
+            if resolve(None, "OPENAI_API_KEY") is None:
                 print(
                     "--live needs OPENAI_API_KEY in the environment or a .env file", file=sys.stderr
                 )

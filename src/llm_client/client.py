@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from types import TracebackType
 from typing import Any
@@ -11,6 +10,19 @@ from typing import Any
 import pluggy
 
 from .clock import Clock
+from .config import (
+    DEFAULT_CHAIN_ONLY,
+    SHORTCUTS,
+    CacheConfig,
+    ClientConfig,
+    OpenAIConfig,
+    RateLimitConfig,
+    RetryConfig,
+    TimeoutConfig,
+    did_you_mean,
+    keyword_names,
+)
+from .defaults import default_pipeline
 from .exceptions import (
     ConfigurationError,
     InvalidRequestError,
@@ -20,7 +32,7 @@ from .middleware._stream import aclose, replay
 from .middleware.cost import CostAccounting
 from .models import ModelProfile, TextEmbedding3Small, warn_if_retiring
 from .pipeline import Call, Next, Operation, Pipeline
-from .request import Api, build_call
+from .request import Api, CallOptions, build_call
 from .result import LLMResult
 from .streaming import LLMEvent, to_sse
 
@@ -34,28 +46,42 @@ _NOT_SENT = (InvalidRequestError, ConfigurationError)
 class OpenAIClient:
     """An async OpenAI client whose every call flows through a middleware chain.
 
+    Configuration comes in one object per concern (see :mod:`llm_client.config`), or as the
+    seed's flat keywords, which fill those objects::
+
+        OpenAIClient(GPT5Nano, caching=CacheConfig(backend="fs", dir="cache/"),
+                     retry=RetryConfig(attempts=5), timeout=30)
+        OpenAIClient(GPT5Nano, cache_backend="fs", cache_dir="cache/", attempts=5, timeout=30)
+
     :param model: a :class:`ModelProfile` or a registered key (``"gpt-5-nano"``).
     :param api: ``"chat"`` (Chat Completions, the default) or ``"responses"``; embeddings
         profiles always use the embeddings API.
-    :param cache_backend: ``None`` (no cache), or a backend name: ``"memory"``, ``"fs"``,
-        ``"sqlite"``, or a plugin's (``"redis"``, ``"pg_redis"``, ``"postgres"``, ``"qdrant"``).
-    :param cache_dir, cache_collection, cache_ttl: cache location, namespace and expiry.
-    :param pg_dsn, redis_url, qdrant_url, qdrant_api_key: for the server backends (each falls
-        back to its environment variable).
-    :param semantic_cache_threshold: with a semantic-capable backend (``"qdrant"``), serve a
-        stored answer whose prompt embedding has at least this cosine similarity.
-    :param rate_limit_backend: ``"local"`` (default), ``"redis"`` (shared across processes)
-        or ``None`` (no limiter).
-    :param tokens_per_minute, requests_per_minute, burst_seconds: limiter budgets (default:
-        the profile's ``rate_limits``).
-    :param attempts, backoff, timeout: retry attempts, back-off base seconds, and an overall
-        deadline per call (seconds, over every attempt and wait; a stream included).
+    :param caching: a :class:`~llm_client.config.CacheConfig` (default: no cache).
+    :param rate_limit: a :class:`~llm_client.config.RateLimitConfig` (default: local limiter
+        with the profile's budgets).
+    :param retry: a :class:`~llm_client.config.RetryConfig` (default: 3 attempts).
+    :param timeouts: a :class:`~llm_client.config.TimeoutConfig`; ``timeout`` and
+        ``stream_idle_timeout`` are its shortcuts.
+    :param connection: an :class:`~llm_client.config.OpenAIConfig` (key, base URL,
+        organization, project, HTTP client; the SDK's environment variables otherwise).
+    :param timeout: deadline per call in seconds, over every attempt and wait (a stream
+        included, up to its last event).
     :param stream_idle_timeout: for streams, the longest wait (seconds) for the next piece,
         before the first included; ``None`` waits as long as the deadline allows.
     :param max_concurrency: how many calls :meth:`run_batch` runs at once.
-    :param pipeline: a custom :class:`Pipeline` instead of the default chain.
+    :param pipeline: a custom :class:`Pipeline` instead of the default chain; the options that
+        only the default chain uses (cache, rate limit, retry, timeout) are refused beside it.
     :param plugin_manager: a pluggy manager (see :func:`llm_client.plugins.new_plugin_manager`).
-    :param api_key, base_url, organization, http_client: for the OpenAI SDK (env otherwise).
+    :param sdk: a ready ``openai.AsyncOpenAI`` (then ``connection`` must be left out).
+    :param clock: time source of the retry and limiter waits (tests inject a manual one).
+    :param options: the seed's flat keywords (:data:`llm_client.config.SHORTCUTS`:
+        ``cache_backend``, ``cache_dir``, ``cache_collection``, ``cache_ttl``, ``pg_dsn``,
+        ``redis_url``, ``qdrant_url``, ``qdrant_api_key``, ``semantic_cache_threshold``,
+        ``semantic_cache_model``, ``rate_limit_backend``, ``tokens_per_minute``,
+        ``requests_per_minute``, ``burst_seconds``, ``limiter``, ``attempts``, ``backoff``,
+        ``api_key``, ``base_url``, ``organization``, ``project``, ``http_client``) and the
+        chosen backends' own options (``redis_ttl_seconds``, ``fsync`` ...). Anything else
+        raises :class:`ConfigurationError` naming the nearest valid option.
     """
 
     def __init__(
@@ -63,108 +89,77 @@ class OpenAIClient:
         model: ModelProfile | str,
         *,
         api: Api = "chat",
-        cache_backend: str | Any | None = None,
-        cache_dir: Any = None,
-        cache_collection: str | None = None,
-        cache_ttl: float | None = None,
-        pg_dsn: str | None = None,
-        redis_url: str | None = None,
-        qdrant_url: str | None = None,
-        qdrant_api_key: str | None = None,
-        semantic_cache_threshold: float | None = None,
-        semantic_cache_model: ModelProfile | str | None = None,
-        rate_limit_backend: str | None = "local",
-        tokens_per_minute: float | None = None,
-        requests_per_minute: float | None = None,
-        burst_seconds: float | None = None,
-        limiter: Any = None,
-        attempts: int = 3,
-        backoff: float = 0.5,
+        caching: CacheConfig | None = None,
+        rate_limit: RateLimitConfig | None = None,
+        retry: RetryConfig | None = None,
+        timeouts: TimeoutConfig | None = None,
+        connection: OpenAIConfig | None = None,
         timeout: float | None = None,
         stream_idle_timeout: float | None = None,
         max_concurrency: int = 64,
         pipeline: Pipeline | None = None,
         plugin_manager: pluggy.PluginManager | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        organization: str | None = None,
-        http_client: Any = None,
         sdk: Any = None,
         clock: Clock | None = None,
-        **backend_options: Any,
+        **options: Any,
     ) -> None:
         self.profile = ModelProfile.get(model)
         warn_if_retiring(self.profile)
-        if api not in ("chat", "responses"):
-            raise ConfigurationError(f"api must be 'chat' or 'responses', got {api!r}")
-        if not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ConfigurationError(
-                f"max_concurrency must be an integer >= 1, got {max_concurrency!r}"
-            )
-        if semantic_cache_threshold is not None and not (
-            isinstance(semantic_cache_threshold, (int, float))
-            and not isinstance(semantic_cache_threshold, bool)
-            and 0 < semantic_cache_threshold <= 1
-        ):
-            raise ConfigurationError(
-                "semantic_cache_threshold must be a cosine similarity in (0, 1],"
-                f" got {semantic_cache_threshold!r:.60}"
-            )
         _check_types(pipeline=pipeline, plugin_manager=plugin_manager, clock=clock)
+        given = {
+            "api": api,
+            "caching": caching,
+            "rate_limit": rate_limit,
+            "retry": retry,
+            "timeouts": timeouts,
+            "connection": connection,
+            "timeout": timeout,
+            "stream_idle_timeout": stream_idle_timeout,
+            "max_concurrency": max_concurrency,
+            **options,
+        }
+        if pipeline is not None:
+            _refuse_beside_pipeline(given)
+        self.config = ClientConfig.from_keywords(given)
         self.api: Api = api
         self.max_concurrency = max_concurrency
         #: The injected plugin manager, if any (agents look tool names up in it).
         self.plugin_manager = plugin_manager
         from .transport import Transport
 
+        conn = self.config.connection
+        if sdk is not None and conn != OpenAIConfig():
+            raise ConfigurationError(
+                "sdk= is a ready openai.AsyncOpenAI with its own key, base URL and HTTP client:"
+                " pass those to it, not api_key/base_url/organization/project/http_client here"
+            )
         try:
             self._transport = Transport(
                 sdk=sdk,
-                api_key=api_key,
-                base_url=base_url,
-                organization=organization,
-                http_client=http_client,
+                api_key=conn.api_key,
+                base_url=conn.base_url,
+                organization=conn.organization,
+                project=conn.project,
+                http_client=conn.http_client,
             )
         except Exception as exc:  # the SDK raises OpenAIError without a key
             raise ConfigurationError(
                 f"could not create the OpenAI SDK client: {exc}. Pass api_key=... or set"
                 " OPENAI_API_KEY (a .env file is loaded on import)."
             ) from exc
+        caching = self.config.caching
         self._semantic_profile = (
-            ModelProfile.get(semantic_cache_model) if semantic_cache_model else TextEmbedding3Small
+            ModelProfile.get(caching.semantic_model)
+            if caching.semantic_model
+            else TextEmbedding3Small
         )
         if pipeline is None:
-            options = {
-                k: v
-                for k, v in {
-                    "cache_dir": cache_dir,
-                    "pg_dsn": pg_dsn,
-                    "redis_url": redis_url,
-                    "qdrant_url": qdrant_url,
-                    "qdrant_api_key": qdrant_api_key,
-                }.items()
-                if v is not None
-            }
-            pipeline = Pipeline.default(
+            pipeline = default_pipeline(
                 self.profile,
-                cache_backend=cache_backend,
-                cache_collection=cache_collection,
-                cache_ttl=cache_ttl,
-                semantic_cache_threshold=semantic_cache_threshold,
-                embed=self._embed if semantic_cache_threshold else None,
-                limiter=limiter,
-                rate_limit_backend=rate_limit_backend,
-                tokens_per_minute=tokens_per_minute,
-                requests_per_minute=requests_per_minute,
-                burst_seconds=burst_seconds,
-                attempts=attempts,
-                backoff=backoff,
-                timeout=timeout,
-                stream_idle_timeout=stream_idle_timeout,
+                self.config,
+                embed=self._embed if caching.semantic_threshold else None,
                 plugin_manager=plugin_manager,
                 clock=clock,
-                **options,
-                **backend_options,
             )
         self.pipeline = pipeline.copy()
         self._handler: Next = self.pipeline.build(self._transport)
@@ -182,48 +177,34 @@ class OpenAIClient:
         messages: Any = None,
         *,
         input: Any = None,
-        identifier: str | None = None,
-        hash_as_identifier: bool = True,
-        cache_response: bool = True,
-        cache_errors: bool = False,
-        rewrite_cache: bool = False,
-        regen_cache: bool = False,
-        attempts: int | None = None,
-        backoff: float | None = None,
-        timeout: float | None = None,
-        api: Api | None = None,
         raise_on_error: bool = False,
+        options: CallOptions | None = None,
         **params: Any,
     ) -> LLMResult:
         """Run one call and return an :class:`LLMResult`.
 
-        Failures come back as a result with ``status`` and ``error`` unless ``raise_on_error``,
-        which raises the matching :class:`LLMClientError` instead. Bad input raises
-        :class:`InvalidRequestError` either way, before anything is sent: malformed arguments
-        when the call is built, an input over the model's limit when its tokens are counted.
+        :param messages: the conversation (Chat Completions), or Responses API input items.
+        :param input: text or items (Responses API), or what to embed (embeddings models).
+        :param raise_on_error: raise the matching :class:`LLMClientError` instead of returning
+            a failed result.
+        :param options: a :class:`~llm_client.request.CallOptions` (cache behaviour, attempts,
+            timeout, api); its fields may also be given as flat keywords (``identifier=...``,
+            ``cache_response=False``, ``timeout=30`` ...), which take precedence.
+        :param params: generation parameters sent to OpenAI (``temperature``, ``tools`` ...).
+
+        Failures come back as a result with ``status`` and ``error`` unless ``raise_on_error``.
+        Bad input raises :class:`InvalidRequestError` either way, before anything is sent:
+        malformed arguments when the call is built, an input over the model's limit when its
+        tokens are counted, and a keyword that misspells one of our options (``timout=``).
         """
         if type(raise_on_error) is not bool:
             raise InvalidRequestError(
                 f"raise_on_error must be True or False, got {raise_on_error!r:.60}"
             )
         call = build_call(
-            self.profile,
-            self.api,
-            messages,
-            input,
-            params,
-            stream=False,
-            api=api,
-            identifier=identifier,
-            hash_as_identifier=hash_as_identifier,
-            cache_response=cache_response,
-            cache_errors=cache_errors,
-            rewrite_cache=rewrite_cache,
-            regen_cache=regen_cache,
-            attempts=attempts,
-            backoff=backoff,
-            timeout=timeout,
+            self.profile, self.api, messages, input, params, stream=False, options=options
         )
+        identifier = call.cache.identifier
         try:
             reply = await self._handler(call)
         except _NOT_SENT:
@@ -256,35 +237,14 @@ class OpenAIClient:
         messages: Any = None,
         *,
         input: Any = None,
-        identifier: str | None = None,
-        hash_as_identifier: bool = True,
-        cache_response: bool = True,
-        cache_errors: bool = False,
-        rewrite_cache: bool = False,
-        regen_cache: bool = False,
-        attempts: int | None = None,
-        backoff: float | None = None,
-        timeout: float | None = None,
-        api: Api | None = None,
+        options: CallOptions | None = None,
         **params: Any,
     ) -> dict[str, Any]:
         """Run one call; return the seed's dict (``params``, ``output``, ``usage``, ``status``,
-        ``error``, ``identifier``, plus ``cached``, ``attempts``, ``tool_calls`` ...)."""
-        result = await self.invoke(
-            messages,
-            input=input,
-            identifier=identifier,
-            hash_as_identifier=hash_as_identifier,
-            cache_response=cache_response,
-            cache_errors=cache_errors,
-            rewrite_cache=rewrite_cache,
-            regen_cache=regen_cache,
-            attempts=attempts,
-            backoff=backoff,
-            timeout=timeout,
-            api=api,
-            **params,
-        )
+        ``error``, ``identifier``, plus ``cached``, ``attempts``, ``tool_calls`` ...).
+
+        Takes what :meth:`invoke` takes, except ``raise_on_error``."""
+        result = await self.invoke(messages, input=input, options=options, **params)
         return result.to_dict()
 
     def stream(
@@ -292,61 +252,25 @@ class OpenAIClient:
         messages: Any = None,
         *,
         input: Any = None,
-        identifier: str | None = None,
-        hash_as_identifier: bool = True,
-        cache_response: bool = True,
-        cache_errors: bool = False,
-        rewrite_cache: bool = False,
-        regen_cache: bool = False,
-        attempts: int | None = None,
-        backoff: float | None = None,
-        timeout: float | None = None,
-        stream_idle_timeout: float | None = None,
-        api: Api | None = None,
+        options: CallOptions | None = None,
         **params: Any,
     ) -> AsyncIterator[LLMEvent]:
         """Stream one call as :class:`LLMEvent` s: ``meta``, ``text_delta`` ..., ``usage``,
         ``done`` — or ending in one ``error`` event; never silently cut short.
 
-        The request is checked when this is called (malformed input raises at once); it is
-        sent when iteration starts. ``timeout`` bounds the whole stream, ``stream_idle_timeout``
-        each wait for the next piece (both end the stream with an ``error`` event, 408).
-        Stop early with ``break`` or ``aclose()``: the HTTP response is closed at once.
+        Takes what :meth:`get_response` takes. The request is checked when this is called
+        (malformed input raises at once); it is sent when iteration starts. ``timeout`` bounds
+        the whole stream, ``stream_idle_timeout`` each wait for the next piece (both end the
+        stream with an ``error`` event, 408). Stop early with ``break`` or ``aclose()``: the
+        HTTP response is closed at once.
         """
         if self.profile.is_embeddings:
             raise InvalidRequestError(
                 f"{self.profile.key} is an embeddings model: it cannot stream"
             )
         call = build_call(
-            self.profile,
-            self.api,
-            messages,
-            input,
-            params,
-            stream=True,
-            api=api,
-            identifier=identifier,
-            hash_as_identifier=hash_as_identifier,
-            cache_response=cache_response,
-            cache_errors=cache_errors,
-            rewrite_cache=rewrite_cache,
-            regen_cache=regen_cache,
-            attempts=attempts,
-            backoff=backoff,
-            timeout=timeout,
+            self.profile, self.api, messages, input, params, stream=True, options=options
         )
-        if stream_idle_timeout is not None:
-            if (
-                isinstance(stream_idle_timeout, bool)
-                or not isinstance(stream_idle_timeout, (int, float))
-                or not math.isfinite(stream_idle_timeout)
-                or stream_idle_timeout <= 0
-            ):
-                raise InvalidRequestError(
-                    "stream_idle_timeout must be a positive number of seconds,"
-                    f" got {stream_idle_timeout!r}"
-                )
-            call = call.replace(stream_idle_timeout=float(stream_idle_timeout))
         return self._stream(call)
 
     async def _stream(self, call: Call) -> AsyncIterator[LLMEvent]:
@@ -501,6 +425,30 @@ class OpenAIClient:
 
     def __repr__(self) -> str:
         return f"OpenAIClient({self.profile.key!r}, api={self.api!r}, pipeline={self.pipeline!r})"
+
+
+def _refuse_beside_pipeline(given: dict[str, Any]) -> None:
+    """``pipeline=`` replaces the default chain, so its options would be silently ignored."""
+    for name, value in given.items():
+        if name in ("api", "connection", "max_concurrency") or (
+            name in SHORTCUTS and (SHORTCUTS[name][0][0] == "connection")
+        ):
+            continue
+        if name in DEFAULT_CHAIN_ONLY and value is None:
+            continue
+        if name not in DEFAULT_CHAIN_ONLY and name not in SHORTCUTS:
+            valid = keyword_names()
+            raise ConfigurationError(
+                f"OpenAIClient got an unknown option {name!r}{did_you_mean(name, valid)}."
+                " The options are listed in docs/api.md (llm_client.config)"
+            )
+        raise ConfigurationError(
+            f"{name}= configures the default chain, which pipeline= replaces, so it would be"
+            " ignored. Configure the steps of your own chain instead: build it with"
+            " Pipeline.default(model, ...) and change it (insert_before, replace, remove), or"
+            " construct the step itself (e.g. Retry(attempts), RateLimit(Limiter(...)),"
+            " CacheMiddleware(backend)) and pass the result as pipeline="
+        )
 
 
 def _check_types(*, pipeline: Any, plugin_manager: Any, clock: Any) -> None:

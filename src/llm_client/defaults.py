@@ -19,13 +19,13 @@ any other with :class:`~llm_client.pipeline.Pipeline`.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pluggy
 
 from .clock import Clock
+from .config import ClientConfig, check_factory_options, declared_options
 from .exceptions import ConfigurationError
 from .middleware.cost import CostAccounting
 from .middleware.limit import RateLimit
@@ -34,183 +34,190 @@ from .middleware.timeout import Timeout
 from .middleware.tokens import TokenCounting
 from .models import ModelProfile
 from .pipeline import Pipeline
+from .plugins import Registration, get_registry, lookup
 from .plugins import cache_backend as make_cache_backend
-from .plugins import get_registry
-from .plugins import rate_limiter as make_rate_limiter
 
-__all__ = ["DEFAULT_ORDER", "default_pipeline"]
+__all__ = ["DEFAULT_ORDER", "build_limiter", "default_pipeline"]
 
 DEFAULT_ORDER = ("cost", "timeout", "cache", "tokens", "retry", "limit")
-#: What the cache step and the client call on a backend object (``llm_client.cache.CacheBackend``).
-_BACKEND_METHODS = ("get", "put", "delete", "warm", "aclose")
 
 
-def _positive(name: str, value: Any, *, allow_none: bool = True) -> None:
-    if value is None and allow_none:
-        return
-    # NaN fails the comparison and infinity the bound: neither makes a usable setting.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ConfigurationError(f"{name} must be a finite, positive number, got {value!r}")
+def _accepts(factory: Callable[..., Any], name: str) -> bool:
+    declared = declared_options(factory)
+    return declared is None or name in declared
 
 
 def build_limiter(
     profile: ModelProfile,
+    config: ClientConfig,
     *,
-    rate_limit_backend: str | None = "local",
-    tokens_per_minute: float | None = None,
-    requests_per_minute: float | None = None,
-    burst_seconds: float | None = None,
     plugin_manager: pluggy.PluginManager | None = None,
     clock: Clock | None = None,
-    **options: Any,
+    registration: Registration | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Any:
     """The limiter for a client: local by default, or a registered backend (``"redis"``)."""
-    _positive("tokens_per_minute", tokens_per_minute)
-    _positive("requests_per_minute", requests_per_minute)
-    tpm = tokens_per_minute or profile.rate_limits.tkn_per_min
-    rpm = requests_per_minute or profile.rate_limits.req_per_min
+    rl = config.rate_limit
+    if rl.limiter is not None:
+        return rl.limiter
+    tpm = rl.tokens_per_minute or profile.rate_limits.tkn_per_min
+    rpm = rl.requests_per_minute or profile.rate_limits.req_per_min
     # The profile's limits are only a conservative start: the limiter follows the server's
     # x-ratelimit-limit-* headers from the first response on. A limit passed explicitly is a
     # ceiling those headers may lower but never raise.
     ceilings = {
-        "max_tokens_per_minute": tokens_per_minute or math.inf,
-        "max_requests_per_minute": requests_per_minute or math.inf,
+        "max_tokens_per_minute": rl.tokens_per_minute or math.inf,
+        "max_requests_per_minute": rl.requests_per_minute or math.inf,
     }
-    if rate_limit_backend in (None, "none"):
+    if rl.backend is None:
         return None
-    if rate_limit_backend == "local":
+    if rl.backend == "local":
         from .rate_limit import Limiter
 
-        return Limiter(tpm, rpm, burst_seconds=burst_seconds, clock=clock, **ceilings)
-    return make_rate_limiter(
-        rate_limit_backend,
-        plugin_manager=plugin_manager,
-        tokens_per_minute=tpm,
-        requests_per_minute=rpm,
-        burst_seconds=burst_seconds,
-        **ceilings,
-        key=f"llm_client:ratelimit:{profile.model_name}",
-        **options,
-    )
+        if rl.options:
+            check_factory_options("rate-limit backend", "local", _local_limiter, rl.options)
+        return Limiter(tpm, rpm, burst_seconds=rl.burst_seconds, clock=clock, **ceilings)
+    reg = registration or _limiter_registration(rl.backend, plugin_manager)
+    options: dict[str, Any] = {
+        "tokens_per_minute": tpm,
+        "requests_per_minute": rpm,
+        "burst_seconds": rl.burst_seconds,
+        "key": f"llm_client:ratelimit:{profile.model_name}",
+    }
+    # Settings every limiter is offered; a factory receives those it declares.
+    offered = {**ceilings, "redis_url": rl.redis_url}
+    for name, value in offered.items():
+        if value is not None and _accepts(reg.factory, name):
+            options[name] = value
+    options.update(extra or {})
+    options.update(rl.options)
+    check_factory_options("rate-limit backend", reg.name, reg.factory, options)
+    return reg.factory(**options)
+
+
+def _local_limiter(*, burst_seconds: float | None = None) -> None:
+    """What the ``"local"`` limiter takes besides its budgets (for option checking)."""
+
+
+def _limiter_registration(name: str, pm: pluggy.PluginManager | None) -> Registration:
+    return lookup(get_registry(pm).rate_limiters, "rate-limit backend", name)
 
 
 def default_pipeline(
     profile: ModelProfile,
+    config: ClientConfig | None = None,
     *,
-    cache_backend: str | Any | None = None,
-    cache_collection: str | None = None,
-    cache_ttl: float | None = None,
-    semantic_cache_threshold: float | None = None,
     embed: Callable[[str], Awaitable[list[float]]] | None = None,
-    limiter: Any = None,
-    rate_limit_backend: str | None = "local",
-    tokens_per_minute: float | None = None,
-    requests_per_minute: float | None = None,
-    burst_seconds: float | None = None,
-    attempts: int = 3,
-    backoff: float = 0.5,
-    timeout: float | None = None,
-    stream_idle_timeout: float | None = None,
     plugin_manager: pluggy.PluginManager | None = None,
     clock: Clock | None = None,
-    **backend_options: Any,
+    **options: Any,
 ) -> Pipeline:
     """Build the default chain for ``profile`` (see the module docstring for the order).
 
-    :param cache_backend: a registered backend name (``"memory"``, ``"fs"``, ``"sqlite"``,
-        ``"redis"``, ``"pg_redis"``, ``"postgres"``, ``"qdrant"``), a backend object, or
-        ``None`` for no cache step.
-    :param backend_options: passed to the cache and limiter factories (``cache_dir``,
-        ``pg_dsn``, ``redis_url``, ``qdrant_url``, ``redis_ttl_seconds`` ...).
+    :param config: the client's configuration; or give the client's flat keywords as
+        ``options`` (``cache_backend="memory"``, ``attempts=2`` ...), which build one.
+    :param embed: embeds a prompt for the semantic cache lookup.
+    :raises ConfigurationError: an option no part of the chain takes, naming the nearest one.
     """
-    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
-        raise ConfigurationError(f"attempts must be an integer >= 1, got {attempts!r}")
-    if (
-        isinstance(backoff, bool)
-        or not isinstance(backoff, (int, float))
-        or not 0 <= backoff < math.inf
-    ):
-        raise ConfigurationError(
-            f"backoff must be a finite number of seconds >= 0, got {backoff!r}"
-        )
-    _positive("timeout", timeout)
-    _positive("cache_ttl", cache_ttl)
-    if rate_limit_backend is not None and not isinstance(rate_limit_backend, str):
-        raise ConfigurationError(
-            "rate_limit_backend must be 'local', a plugin's name ('redis') or None,"
-            f" got {rate_limit_backend!r:.60}"
-        )
+    if config is None:
+        config = ClientConfig.from_keywords(options)
+    elif options:
+        raise ConfigurationError("pass either config= or keyword options, not both")
+    registry = get_registry(plugin_manager)
+    caching, rl = config.caching, config.rate_limit
+    cache_reg = (
+        lookup(registry.cache_backends, "cache backend", caching.backend)
+        if isinstance(caching.backend, str)
+        else None
+    )
+    limit_reg = (
+        _limiter_registration(rl.backend, plugin_manager)
+        if rl.limiter is None and rl.backend not in (None, "local")
+        else None
+    )
+    # Flat keywords that are not the client's own go to whichever factories declare them.
+    cache_extra: dict[str, Any] = {}
+    limit_extra: dict[str, Any] = {}
+    accepted: set[str] = set()
+    for reg, bucket in ((cache_reg, cache_extra), (limit_reg, limit_extra)):
+        if reg is None:
+            continue
+        declared = declared_options(reg.factory)
+        for key, value in config.extra.items():
+            if declared is None or key in declared:
+                bucket[key] = value
+        if declared is not None:
+            accepted |= declared
+        else:
+            accepted |= set(config.extra)
+    middleware_regs = list(registry.middleware.values())
+    for reg in middleware_regs:
+        declared = declared_options(reg.factory)
+        if declared is not None:
+            accepted |= declared
+    takers = [
+        f"an option of the {reg.name!r} {kind}"
+        for reg, kind in ((cache_reg, "cache backend"), (limit_reg, "rate limiter"))
+        if reg is not None
+    ]
+    config.unknown_extra(accepted, takers)
+
     steps: list[tuple[str, Any]] = [
         ("cost", CostAccounting()),
-        ("timeout", Timeout(timeout, stream_idle_timeout=stream_idle_timeout)),
+        (
+            "timeout",
+            Timeout(config.timeouts.total, stream_idle_timeout=config.timeouts.stream_idle),
+        ),
     ]
-    if isinstance(cache_backend, str) and cache_backend.lower() == "none":
-        cache_backend = None
-    if cache_backend is not None:
+    if caching.backend is not None:
         from .middleware.cache import CacheMiddleware
 
-        if not isinstance(cache_backend, str) and not all(
-            callable(getattr(cache_backend, method, None)) for method in _BACKEND_METHODS
-        ):
-            raise ConfigurationError(
-                "cache_backend must be a backend name ('memory', 'fs', 'sqlite', or a plugin's:"
-                " 'redis', 'postgres', 'pg_redis', 'qdrant'), None, or an object with the"
-                f" CacheBackend methods ({', '.join(_BACKEND_METHODS)}); got {cache_backend!r:.60}"
-            )
-        if isinstance(cache_backend, str):
+        if cache_reg is not None:
             backend = make_cache_backend(
-                cache_backend,
+                cache_reg.name,
                 plugin_manager=plugin_manager,
-                cache_collection=cache_collection,
-                ttl=cache_ttl,
-                **backend_options,
+                **{**caching.backend_options(), **cache_extra},
             )
         else:
-            backend = cache_backend
+            backend = caching.backend
         steps.append(
             (
                 "cache",
                 CacheMiddleware(
                     backend,
-                    collection=cache_collection,
-                    ttl=cache_ttl,
-                    semantic_threshold=semantic_cache_threshold,
+                    collection=caching.collection,
+                    ttl=caching.ttl,
+                    semantic_threshold=caching.semantic_threshold,
                     embed=embed,
                 ),
             )
         )
     steps.append(("tokens", TokenCounting()))
-    steps.append(("retry", Retry(attempts, backoff=backoff, clock=clock)))
-    if limiter is None:
-        limiter = build_limiter(
-            profile,
-            rate_limit_backend=rate_limit_backend,
-            tokens_per_minute=tokens_per_minute,
-            requests_per_minute=requests_per_minute,
-            burst_seconds=burst_seconds,
-            plugin_manager=plugin_manager,
-            clock=clock,
-            redis_url=backend_options.get("redis_url") or os.environ.get("REDIS_URL"),
-            **{
-                name: backend_options[name]
-                for name in ("redis_max_connections",)
-                if backend_options.get(name) is not None
-            },
-        )
+    steps.append(("retry", Retry(config.retry.attempts, backoff=config.retry.backoff, clock=clock)))
+    limiter = build_limiter(
+        profile,
+        config,
+        plugin_manager=plugin_manager,
+        clock=clock,
+        registration=limit_reg,
+        extra=limit_extra,
+    )
     if limiter is not None:
         steps.append(("limit", RateLimit(limiter)))
     pipeline = Pipeline(steps)
-    _add_plugin_middleware(pipeline, profile, plugin_manager, backend_options)
+    _add_plugin_middleware(pipeline, profile, middleware_regs, config.extra)
     return pipeline
 
 
 def _add_plugin_middleware(
     pipeline: Pipeline,
     profile: ModelProfile,
-    plugin_manager: pluggy.PluginManager | None,
-    options: dict[str, Any],
+    registrations: list[Registration],
+    extra: Mapping[str, Any],
 ) -> None:
-    for reg in get_registry(plugin_manager).middleware.values():
+    for reg in registrations:
+        declared = declared_options(reg.factory)
+        options = {k: v for k, v in extra.items() if declared is None or k in declared}
         step = reg.factory(profile, **options)
         if step is None:
             continue

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .cache.secrets import redact_text
 from .clock import Clock, MonotonicClock
+from .config import parse_bool
 from .exceptions import ConfigurationError
 
 __all__ = [
@@ -57,7 +58,7 @@ def coerce_options(options: dict[str, Any], types: dict[str, type]) -> dict[str,
             continue
         try:
             if kind is bool:
-                out[name] = str(value).strip().lower() in ("1", "true", "yes", "on")
+                out[name] = parse_bool(value, name)
             else:
                 out[name] = kind(value)
         except (TypeError, ValueError):

@@ -32,10 +32,13 @@ def register_cache_backends(register: Callable[[str, Callable[..., Any]], None])
     """Register cache backends by name.
 
     :param register: call ``register(name, factory)``; ``factory(**options)`` returns a
-        :class:`~llm_client.cache.CacheBackend`. It receives the client's cache options
-        (``cache_dir``, ``cache_collection``, ``pg_dsn``, ``redis_url``, ``qdrant_url`` ...)
-        as keyword arguments and must accept and ignore the ones it does not use (``**_``).
-        Import heavy client libraries inside the factory, not at module level.
+        :class:`~llm_client.cache.CacheBackend`. The factory declares the options it takes
+        with keyword parameters (or, if it forwards ``**options``, with
+        :func:`llm_client.config.accepts`). Of the client's shared cache settings
+        (``cache_dir``, ``cache_collection``, ``ttl``, ``pg_dsn``, ``redis_url``,
+        ``qdrant_url`` ...) it receives those it declares; any other option it does not
+        declare is refused with a suggestion before it is called. Import heavy client
+        libraries inside the factory, not at module level.
     """
 
 
@@ -44,10 +47,12 @@ def register_rate_limiters(register: Callable[[str, Callable[..., Any]], None]) 
     """Register rate-limit backends by name (``rate_limit_backend="redis"``).
 
     :param register: call ``register(name, factory)``; ``factory(*, tokens_per_minute,
-        requests_per_minute, **options)`` returns a :class:`~llm_client.rate_limit.RateLimiter`.
-        The options include ``max_tokens_per_minute`` / ``max_requests_per_minute``: the
-        ceilings up to which ``x-ratelimit-limit-*`` headers may raise the starting limits
-        (``math.inf`` when the user passed none); accept and ignore what you do not use.
+        requests_per_minute, burst_seconds, key, ...)`` returns a
+        :class:`~llm_client.rate_limit.RateLimiter`. It declares its options like a cache
+        backend's factory. It is offered ``max_tokens_per_minute`` /
+        ``max_requests_per_minute`` (the ceilings up to which ``x-ratelimit-limit-*`` headers
+        may raise the starting limits; ``math.inf`` when the user passed none) and
+        ``redis_url``, and receives those it declares.
     """
 
 
@@ -73,7 +78,9 @@ def register_middleware(register: Callable[..., None]) -> None:
     """Register middleware that :meth:`Pipeline.default` places in every default chain.
 
     :param register: call ``register(name, factory, *, before=None, after=None)``;
-        ``factory(profile, **client_options)`` returns a middleware (or ``None`` to stay out).
+        ``factory(profile, **options)`` returns a middleware (or ``None`` to stay out); it
+        receives the client keywords it declares as keyword parameters (so
+        ``OpenAIClient(..., pii_mode="mask")`` reaches ``factory(profile, *, pii_mode=None)``).
         ``before``/``after`` name the built-in step to anchor to (default: just before
         ``"transport"``, i.e. innermost). Users can ``remove(name)`` it from a pipeline.
     """

@@ -9,7 +9,6 @@ is first needed; nothing here runs per request.
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,16 +17,20 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .config import SHARED_CACHE_SETTINGS, check_factory_options, env_flag, offered
 from .exceptions import PluginError, UnknownBackendError
 
 __all__ = [
     "BUILTIN_PLUGINS",
     "KNOWN_PLUGINS",
+    "Registration",
     "Registry",
     "cache_backend",
     "get_plugin_manager",
     "get_registry",
+    "lookup",
     "new_plugin_manager",
+    "rate_limiter",
     "registered_tool",
 ]
 
@@ -75,7 +78,7 @@ def new_plugin_manager(*, autoload: bool | None = None) -> pluggy.PluginManager:
     for dotted in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(dotted), name=dotted)
     if autoload is None:
-        autoload = os.environ.get(AUTOLOAD_ENV, "").strip().lower() not in ("1", "true", "yes")
+        autoload = not env_flag(AUTOLOAD_ENV)
     if autoload:
         pm.load_setuptools_entrypoints(hookspecs.PROJECT)
     return pm
@@ -151,7 +154,8 @@ def get_registry(pm: pluggy.PluginManager | None = None) -> Registry:
     return reg
 
 
-def _lookup(table: dict[str, Registration], kind: str, name: str) -> Registration:
+def lookup(table: dict[str, Registration], kind: str, name: str) -> Registration:
+    """The registration of ``name`` in ``table``; an unknown name lists what is installed."""
     found = table.get(name)
     if found is None:
         package = KNOWN_PLUGINS.get(name)
@@ -163,22 +167,35 @@ def _lookup(table: dict[str, Registration], kind: str, name: str) -> Registratio
 def cache_backend(
     name: str, /, *, plugin_manager: pluggy.PluginManager | None = None, **options: Any
 ) -> Any:
-    """Build the cache backend registered as ``name`` with the client's cache options."""
-    reg = _lookup(get_registry(plugin_manager).cache_backends, "cache backend", name)
+    """Build the cache backend registered as ``name`` with ``options``.
+
+    The client's shared cache settings (:data:`~llm_client.config.SHARED_CACHE_SETTINGS`:
+    ``cache_dir``, ``pg_dsn``, ``redis_url`` ...) reach the backend only if it declares them;
+    every other option must be one it declares.
+
+    :raises ConfigurationError: an option its factory does not declare, naming the nearest.
+    """
+    reg = lookup(get_registry(plugin_manager).cache_backends, "cache backend", name)
     factory: Callable[..., Any] = reg.factory
+    options = offered(factory, options, SHARED_CACHE_SETTINGS)
+    check_factory_options("cache backend", name, factory, options)
     return factory(**options)
 
 
 def rate_limiter(
     name: str, /, *, plugin_manager: pluggy.PluginManager | None = None, **options: Any
 ) -> Any:
-    """Build the rate-limit backend registered as ``name``."""
-    reg = _lookup(get_registry(plugin_manager).rate_limiters, "rate-limit backend", name)
+    """Build the rate-limit backend registered as ``name`` with ``options``.
+
+    :raises ConfigurationError: an option its factory does not declare, naming the nearest.
+    """
+    reg = lookup(get_registry(plugin_manager).rate_limiters, "rate-limit backend", name)
     factory: Callable[..., Any] = reg.factory
+    check_factory_options("rate-limit backend", name, factory, options)
     return factory(**options)
 
 
 def registered_tool(name: str, /, *, plugin_manager: pluggy.PluginManager | None = None) -> Any:
     """The tool (a :class:`~llm_client.agent.Tool` or a function) a plugin registered as
     ``name`` through the ``register_tools`` hook."""
-    return _lookup(get_registry(plugin_manager).tools, "tool", name).factory
+    return lookup(get_registry(plugin_manager).tools, "tool", name).factory

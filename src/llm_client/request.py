@@ -27,15 +27,25 @@ field at fault.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, Literal, NoReturn, TypeAlias
 
 from .exceptions import InvalidRequestError
 from .models import ModelProfile
 from .pipeline import CacheOptions, Call, Operation
 
-__all__ = ["APIS", "FORBIDDEN_PARAMS", "Api", "build_call", "check_call_options"]
+__all__ = [
+    "APIS",
+    "CALL_OPTIONS",
+    "FORBIDDEN_PARAMS",
+    "Api",
+    "CallOptions",
+    "build_call",
+    "check_call_options",
+]
 
 Api: TypeAlias = Literal["chat", "responses"]
 APIS: tuple[Api, ...] = ("chat", "responses")
@@ -875,7 +885,19 @@ def _check_params(operation: Operation, params: Mapping[str, Any]) -> None:
         elif name in hints:
             _fail(f"{name} is {hints[name]}")
         else:
+            _near_miss(name)
             _json(name, value)
+
+
+def _near_miss(name: str) -> None:
+    """Refuse a parameter that is a misspelling of one of the client's own per-call options
+    (``timout=``): otherwise it would be sent to OpenAI as a request parameter."""
+    close = difflib.get_close_matches(name, _OWN_NAMES, n=1, cutoff=0.8)
+    if close:
+        _fail(
+            f"{name} is not a parameter of the API nor an option of the client"
+            f" (did you mean `{close[0]}`?)"
+        )
 
 
 # --- per-call options ---------------------------------------------------------------------------
@@ -910,6 +932,94 @@ def check_call_options(
         _fail(f"api must be 'chat' or 'responses', got {_show(api)}")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallOptions:
+    """The client's own per-call options, shared by ``invoke``, ``get_response`` and
+    ``stream`` (which also take them as flat keywords). Checked on construction; none of them
+    is sent to OpenAI."""
+
+    identifier: str | None = None
+    """Explicit cache key; overrides the one derived from the request."""
+    hash_as_identifier: bool = True
+    """Derive the cache key from the request when no identifier is given; with ``False`` and
+    no identifier the call neither reads nor writes the cache."""
+    cache_response: bool = True
+    """Store the answer in the cache (successes only, unless :attr:`cache_errors`)."""
+    cache_errors: bool = False
+    """Also store failed results."""
+    rewrite_cache: bool = False
+    """Skip the read, call the API and overwrite the entry on success."""
+    regen_cache: bool = False
+    """Delete the entry first, call the API and store the new answer."""
+    attempts: int | None = None
+    """Attempts for this call (default: the client's :class:`~llm_client.config.RetryConfig`)."""
+    backoff: float | None = None
+    """Back-off base in seconds for this call (default: the client's)."""
+    timeout: float | None = None
+    """Deadline of this call in seconds, over every attempt and wait (default: the client's)."""
+    api: Api | None = None
+    """``"chat"`` or ``"responses"`` for this call (default: the client's ``api``)."""
+    stream_idle_timeout: float | None = None
+    """For :meth:`~llm_client.OpenAIClient.stream` only: the longest wait in seconds for the
+    next piece of this stream (default: the client's)."""
+
+    def __post_init__(self) -> None:
+        if not (  # the defaults need no checking: the common case stays cheap
+            self.identifier is None
+            and self.attempts is None
+            and self.backoff is None
+            and self.timeout is None
+            and self.api is None
+            and self.hash_as_identifier is True
+            and self.cache_response is True
+            and self.cache_errors is False
+            and self.rewrite_cache is False
+            and self.regen_cache is False
+            and self.stream_idle_timeout is None
+        ):
+            check_call_options(
+                identifier=self.identifier,
+                attempts=self.attempts,
+                backoff=self.backoff,
+                timeout=self.timeout,
+                api=self.api,
+                hash_as_identifier=self.hash_as_identifier,
+                cache_response=self.cache_response,
+                cache_errors=self.cache_errors,
+                rewrite_cache=self.rewrite_cache,
+                regen_cache=self.regen_cache,
+            )
+            idle = self.stream_idle_timeout
+            if idle is not None and not (_is_number(idle) and 0 < idle < math.inf):
+                _fail(
+                    "stream_idle_timeout must be a finite, positive number of seconds,"
+                    f" got {_show(idle)}"
+                )
+
+    @classmethod
+    def take(cls, keywords: dict[str, Any], base: CallOptions | None = None) -> CallOptions:
+        """Move the per-call options out of ``keywords`` (what is left are request
+        parameters) into a :class:`CallOptions`, on top of ``base``."""
+        base = _DEFAULT_OPTIONS if base is None else base
+        if not isinstance(base, CallOptions):
+            _fail(f"options must be a llm_client.CallOptions, got {type(base).__name__}")
+        if not keywords or CALL_OPTIONS.isdisjoint(keywords):
+            return base
+        given = {name: keywords.pop(name) for name in CALL_OPTIONS if name in keywords}
+        values = {f: getattr(base, f) for f in CALL_OPTIONS}
+        values.update(given)
+        return cls(**values)
+
+
+#: The names of :class:`CallOptions`' fields.
+CALL_OPTIONS = frozenset(f.name for f in fields(CallOptions))
+#: Names a per-call keyword is compared with when it is not an API parameter.
+_OWN_NAMES = sorted({*CALL_OPTIONS, "messages", "input", "raise_on_error", "options"})
+
+
+_DEFAULT_OPTIONS = CallOptions()
+
+
 def build_call(
     profile: ModelProfile,
     default_api: Api,
@@ -918,47 +1028,21 @@ def build_call(
     params: dict[str, Any],
     *,
     stream: bool,
-    api: Any = None,
-    identifier: Any = None,
-    hash_as_identifier: Any = True,
-    cache_response: Any = True,
-    cache_errors: Any = False,
-    rewrite_cache: Any = False,
-    regen_cache: Any = False,
-    attempts: Any = None,
-    backoff: Any = None,
-    timeout: Any = None,
+    options: CallOptions | None = None,
 ) -> Call:
     """Check one call's arguments and build its :class:`Call`.
 
-    ``params`` are the extra keywords (generation parameters); the dict is consumed.
+    ``params`` are the caller's extra keywords: the per-call options among them (the fields
+    of :class:`CallOptions`, applied on top of ``options``) are taken out, and the rest are
+    generation parameters. The dict is consumed.
 
-    :raises InvalidRequestError: anything malformed, naming the parameter and what it takes.
+    :raises InvalidRequestError: anything malformed, naming the parameter and what it takes;
+        a keyword that is a near miss of one of our own option names (``timout=``) too.
     """
-    if not (  # the defaults need no checking: the common case stays cheap
-        identifier is None
-        and attempts is None
-        and backoff is None
-        and timeout is None
-        and api is None
-        and hash_as_identifier is True
-        and cache_response is True
-        and cache_errors is False
-        and rewrite_cache is False
-        and regen_cache is False
-    ):
-        check_call_options(
-            identifier=identifier,
-            attempts=attempts,
-            backoff=backoff,
-            timeout=timeout,
-            api=api,
-            hash_as_identifier=hash_as_identifier,
-            cache_response=cache_response,
-            cache_errors=cache_errors,
-            rewrite_cache=rewrite_cache,
-            regen_cache=regen_cache,
-        )
+    opts = CallOptions.take(params, options)
+    api = opts.api
+    if opts.stream_idle_timeout is not None and not stream:
+        _fail("stream_idle_timeout applies to streams: use client.stream(...), or timeout=...")
     if params:
         bad = FORBIDDEN_PARAMS.intersection(params)
         if bad:
@@ -1014,14 +1098,17 @@ def build_call(
         params=body,
         stream=stream,
         cache=CacheOptions(
-            identifier=identifier,
-            hash_as_identifier=hash_as_identifier,
-            cache_response=cache_response,
-            cache_errors=cache_errors,
-            rewrite_cache=rewrite_cache,
-            regen_cache=regen_cache,
+            identifier=opts.identifier,
+            hash_as_identifier=opts.hash_as_identifier,
+            cache_response=opts.cache_response,
+            cache_errors=opts.cache_errors,
+            rewrite_cache=opts.rewrite_cache,
+            regen_cache=opts.regen_cache,
         ),
-        timeout=timeout,
-        attempts=attempts,
-        backoff=backoff,
+        timeout=opts.timeout,
+        stream_idle_timeout=(
+            None if opts.stream_idle_timeout is None else float(opts.stream_idle_timeout)
+        ),
+        attempts=opts.attempts,
+        backoff=opts.backoff,
     )

@@ -237,6 +237,7 @@ class Transport:
         api_key: str | None = None,
         base_url: str | None = None,
         organization: str | None = None,
+        project: str | None = None,
         http_client: Any = None,
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
@@ -247,6 +248,7 @@ class Transport:
             "api_key": api_key,
             "base_url": base_url,
             "organization": organization,
+            "project": project,
             "max_retries": 0,
             "default_headers": dict(default_headers or {}),
         }

@@ -120,13 +120,18 @@ async def test_factory_ignores_unrelated_options() -> None:
         cache_collection="coll",
         pg_dsn="postgresql://nowhere/x",
         redis_url="redis://nowhere",
-        redis_ttl_seconds=5,
-        compression="zstd",
         ttl=None,
     )
     assert isinstance(backend, QdrantCache)
     assert backend.mode == "memory" and backend.collection == "coll"
     await backend.aclose()
+    # The client's shared settings (pg_dsn, redis_url ...) are offered to every backend; an
+    # option of another backend is not, and is refused rather than dropped (issue 9).
+    for foreign in ({"redis_ttl_seconds": 5}, {"compression": "zstd"}):
+        with pytest.raises(
+            ConfigurationError, match=f"'qdrant'.*no option '{next(iter(foreign))}'"
+        ):
+            cache_backend("qdrant", plugin_manager=pm, qdrant_location=":memory:", **foreign)
     texts = cache_backend(
         "qdrant", plugin_manager=pm, qdrant_location=":memory:", cache_ttl="9", prefer_grpc="no"
     )

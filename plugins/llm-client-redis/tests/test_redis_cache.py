@@ -142,12 +142,16 @@ def test_factory_ignores_unrelated_options(redis_url: str) -> None:
         cache_collection="coll",
         pg_dsn="postgresql://nowhere/x",
         cache_dir="/nowhere",
-        compression="zlib",
-        redis_ttl_seconds=5,
         ttl=30,
     )
     assert isinstance(backend, RedisCache)
     assert backend.namespace == "llm_client:coll:" and backend.ttl == 30.0
+    # Another backend's option is refused rather than dropped (issue 9), with a suggestion.
+    for foreign in ("compression", "redis_ttl_seconds"):
+        with pytest.raises(ConfigurationError, match=f"'redis'.*no option '{foreign}'"):
+            cache_backend("redis", plugin_manager=pm, redis_url=redis_url, **{foreign: 5})
+    with pytest.raises(ConfigurationError, match="did you mean `redis_prefix`"):
+        cache_backend("redis", plugin_manager=pm, redis_url=redis_url, redis_prefx="x:")
     texts = cache_backend("redis", plugin_manager=pm, redis_url=redis_url, cache_ttl="5")
     assert texts.ttl == 5.0 and texts.namespace == "llm_client:llm_cache:"
 

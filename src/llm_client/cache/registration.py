@@ -1,4 +1,8 @@
-"""The built-in backends' factories, registered through the same hook a plugin implements."""
+"""The built-in backends' factories, registered through the same hook a plugin implements.
+
+Each factory's keyword-only signature is the list of options its backend takes: the client
+checks what it is given against it (an unknown option raises, naming the nearest one).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,6 @@ def memory_backend(
     max_entries: int | None = None,
     cache_max_entries: int | None = None,
     cache_collection: str | None = None,
-    **_: Any,
 ) -> MemoryCache:
     """Factory of ``"memory"``: options ``ttl``, ``max_entries`` (default 10 000)."""
     return MemoryCache(
@@ -45,7 +48,6 @@ def fs_backend(
     ttl: float | None = None,
     cache_ttl: float | None = None,
     fsync: bool = False,
-    **_: Any,
 ) -> FileSystemCache:
     """Factory of ``"fs"``: requires ``cache_dir``; options ``cache_collection``, ``ttl``,
     ``fsync``."""
@@ -67,7 +69,6 @@ def sqlite_backend(
     ttl: float | None = None,
     cache_ttl: float | None = None,
     busy_timeout: float = 30.0,
-    **_: Any,
 ) -> SQLiteCache:
     """Factory of ``"sqlite"``: ``cache_path`` (the database file) or ``cache_dir`` (then the
     file is ``cache_dir/llm_cache.sqlite3``); options ``cache_collection``, ``ttl``,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import zlib
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -19,6 +18,8 @@ from typing import Any
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock, MonotonicClock
+from llm_client.config import connection_string, postgres_dsn
+from llm_client.config import redis_url as check_redis_url
 from llm_client.exceptions import CacheUnavailableError, ConfigurationError
 from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
 
@@ -38,19 +39,6 @@ logger = logging.getLogger("llm_client_postgres")
 DEFAULT_COLLECTION = "llm_cache"
 DEFAULT_REDIS_TTL = 3600.0
 DEFAULT_REDIS_PREFIX = "llm_client:"
-
-
-def _resolve(value: Any, env: str, argument: str, backend: str) -> str:
-    """Explicit argument > environment variable > :class:`ConfigurationError`."""
-    if value:
-        return str(value)
-    from_env = os.environ.get(env, "").strip()
-    if from_env:
-        return from_env
-    raise ConfigurationError(
-        f"the {backend!r} cache backend needs a connection string: pass {argument}=..."
-        f" or set the {env} environment variable"
-    )
 
 
 def _pool_size(value: Any) -> int:
@@ -132,7 +120,9 @@ class PostgresCache:
                 f" pg_pool_max_size={pg_pool_max_size}"
             )
         self._clock: Clock = clock or MonotonicClock()
-        dsn = _resolve(pg_dsn, "PG_DSN", "pg_dsn", self.name)
+        dsn = connection_string(
+            pg_dsn, "PG_DSN", postgres_dsn, name="pg_dsn", backend=self.name, what="cache backend"
+        )
         self._store = PostgresStore(
             dsn,
             self.collection,
@@ -152,7 +142,14 @@ class PostgresCache:
         )
         self._mirror: RedisMirror | None = None
         if mirror:
-            url = _resolve(redis_url, "REDIS_URL", "redis_url", self.name)
+            url = connection_string(
+                redis_url,
+                "REDIS_URL",
+                check_redis_url,
+                name="redis_url",
+                backend=self.name,
+                what="cache backend",
+            )
             self._mirror = RedisMirror(
                 url,
                 namespace=f"{redis_prefix}{self.collection}:",

@@ -9,14 +9,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from llm_client.config import accepts
 from llm_client.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from .cache import QdrantCache
 
-__all__ = ["create_cache", "register_cache_backends"]
+__all__ = ["CACHE_OPTIONS", "create_cache", "register_cache_backends"]
+
+#: The options of the ``qdrant`` backend (see :class:`~llm_client_qdrant.cache.QdrantCache`).
+CACHE_OPTIONS = (
+    "qdrant_url",
+    "qdrant_api_key",
+    "qdrant_path",
+    "qdrant_location",
+    "cache_collection",
+    "ttl",
+    "cache_ttl",
+    "qdrant_timeout",
+    "prefer_grpc",
+    "reconnect_interval",
+    "clock",
+    "wall_clock",
+)
 
 
+@accepts(*CACHE_OPTIONS)
 def create_cache(**options: Any) -> QdrantCache:
     """Build the ``qdrant`` cache backend from a client's cache options."""
     from .cache import QdrantCache

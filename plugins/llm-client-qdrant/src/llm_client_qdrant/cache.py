@@ -33,6 +33,8 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock
+from llm_client.config import connection_string, resolve
+from llm_client.config import qdrant_url as check_qdrant_url
 from llm_client.exceptions import CacheUnavailableError, ConfigurationError
 from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
 
@@ -134,15 +136,22 @@ class QdrantCache:
             self._client_kwargs = {"path": os.fspath(qdrant_path)}
             target = os.fspath(qdrant_path)
         else:
-            url = qdrant_url or os.environ.get("QDRANT_URL", "").strip()
-            if not url:
+            if resolve(qdrant_url, "QDRANT_URL") is None:
                 raise ConfigurationError(
                     "the 'qdrant' cache backend needs a server: pass qdrant_url=... or set the"
                     " QDRANT_URL environment variable (or use qdrant_path=... /"
                     " qdrant_location=':memory:' for embedded local mode)"
                 )
+            url = connection_string(
+                qdrant_url,
+                "QDRANT_URL",
+                check_qdrant_url,
+                name="qdrant_url",
+                backend="qdrant",
+                what="cache backend",
+            )
             self.mode = "server"
-            api_key = qdrant_api_key or os.environ.get("QDRANT_API_KEY", "").strip() or None
+            api_key = resolve(qdrant_api_key, "QDRANT_API_KEY")
             self._client_kwargs = {
                 "url": url,
                 "api_key": api_key,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from llm_client.config import accepts
 from llm_client.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -17,12 +18,50 @@ if TYPE_CHECKING:
 
 __all__ = [
     "create_cache",
+    "CACHE_OPTIONS",
+    "LIMITER_OPTIONS",
     "create_rate_limiter",
     "register_cache_backends",
     "register_rate_limiters",
 ]
 
 
+#: The options of the ``redis`` cache backend (see :class:`~llm_client_redis.cache.RedisCache`).
+CACHE_OPTIONS = (
+    "redis_url",
+    "cache_collection",
+    "ttl",
+    "cache_ttl",
+    "redis_prefix",
+    "connect_timeout",
+    "command_timeout",
+    "reconnect_interval",
+    "clock",
+    "redis_max_connections",
+    "redis_pool_timeout",
+    "max_connections",
+)
+#: The options of the ``redis`` rate limiter (:class:`~llm_client_redis.rate_limit.RedisLimiter`).
+LIMITER_OPTIONS = (
+    "tokens_per_minute",
+    "requests_per_minute",
+    "redis_url",
+    "key",
+    "burst_seconds",
+    "clock",
+    "fallback_share",
+    "reconnect_interval",
+    "connect_timeout",
+    "command_timeout",
+    "server_clock",
+    "redis_max_connections",
+    # ceilings on what x-ratelimit-limit-* headers may raise the budgets to (limiter branch)
+    "max_tokens_per_minute",
+    "max_requests_per_minute",
+)
+
+
+@accepts(*CACHE_OPTIONS)
 def create_cache(**options: Any) -> RedisCache:
     """Build the ``redis`` cache backend from a client's cache options."""
     from .cache import RedisCache
@@ -30,6 +69,7 @@ def create_cache(**options: Any) -> RedisCache:
     return RedisCache.from_options(**options)
 
 
+@accepts(*LIMITER_OPTIONS)
 def create_rate_limiter(**options: Any) -> RedisLimiter:
     """Build the ``redis`` distributed rate limiter (see :mod:`llm_client_redis.rate_limit`)."""
     from .rate_limit import RedisLimiter

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from types import TracebackType
@@ -22,6 +21,8 @@ from redis.exceptions import RedisError
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock
+from llm_client.config import connection_string
+from llm_client.config import redis_url as check_redis_url
 from llm_client.exceptions import CacheUnavailableError, ConfigurationError
 from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
 
@@ -74,12 +75,14 @@ class RedisCache:
         redis_pool_timeout: float | None = None,
         max_connections: int | None = None,
     ) -> None:
-        url = redis_url or os.environ.get("REDIS_URL", "").strip()
-        if not url:
-            raise ConfigurationError(
-                "the 'redis' cache backend needs a Redis URL: pass redis_url=..."
-                " or set the REDIS_URL environment variable"
-            )
+        url = connection_string(
+            redis_url,
+            "REDIS_URL",
+            check_redis_url,
+            name="redis_url",
+            backend="redis",
+            what="cache backend",
+        )
         self.url = url
         self.collection = DEFAULT_COLLECTION if cache_collection is None else cache_collection
         if not isinstance(self.collection, str) or not self.collection:

@@ -49,6 +49,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from llm_client.clock import DEFAULT_CLOCK, Clock
+from llm_client.config import connection_string
+from llm_client.config import redis_url as check_redis_url
 from llm_client.exceptions import ConfigurationError, RequestTooLargeError
 from llm_client.health import ServiceHealth
 from llm_client.rate_limit import (
@@ -417,7 +419,14 @@ class RedisLimiter:
                 raise ConfigurationError(f"fallback_share must be at most 1, got {share!r}")
         if not isinstance(key, str) or not key:
             raise ConfigurationError(f"key must be a non-empty string, got {key!r}")
-        self.url = redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+        self.url = connection_string(
+            redis_url,
+            "REDIS_URL",
+            check_redis_url,
+            name="redis_url",
+            backend="redis",
+            what="rate limiter",
+        )
         self.key = key
         # One hash tag, so all its keys live in the same cluster slot.
         self._keys = [f"{{{key}}}:{part}" for part in ("state", "members", "pending", "kt", "kr")]
