@@ -14,7 +14,6 @@ import itertools
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from llm_client.clock import ManualClock
 from llm_client.exceptions import ConfigurationError, InvalidRequestError, RequestTooLargeError
 from llm_client.plugins import new_plugin_manager, rate_limiter
 from llm_client.rate_limit import RateLimiter
+from llm_client.testing.services import free_port, require_redis
 
 pytestmark = pytest.mark.redis
 
@@ -38,23 +38,9 @@ REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 LOGGER = "llm_client_redis"
 
 
-def _reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def redis_url() -> str:
-    if not _reachable(REDIS_URL):
-        reason = f"Redis is not reachable at {REDIS_URL}"
-        if os.environ.get("LLM_CLIENT_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason} (LLM_CLIENT_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
-    return REDIS_URL
+    return require_redis(REDIS_URL)
 
 
 @pytest.fixture
@@ -66,12 +52,6 @@ async def key(redis_url: str) -> AsyncIterator[str]:
         await raw.delete(f"{{{name}}}:state", f"{{{name}}}:members")
     finally:
         await raw.aclose()
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make(url: str, key: str, **kw: Any) -> RedisLimiter:
@@ -302,7 +282,7 @@ async def test_unreachable_redis_falls_back_to_a_local_share_and_logs_once(
     limiter = RedisLimiter(
         tokens_per_minute=6000,
         requests_per_minute=600,
-        redis_url=f"redis://127.0.0.1:{_closed_port()}/0",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
         key="unreachable",
         clock=clock,
         fallback_share=0.5,
@@ -335,7 +315,7 @@ class Proxy:
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        self.port = _closed_port()
+        self.port = free_port()
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
 
