@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,8 +49,13 @@ _BACKEND_METHODS = ("get", "put", "delete", "warm", "aclose")
 def _positive(name: str, value: Any, *, allow_none: bool = True) -> None:
     if value is None and allow_none:
         return
-    # NaN fails the comparison and infinity the bound: neither makes a usable setting.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+    # NaN fails the comparison; infinity, and an int too large for a float (10**400), the
+    # bound: none makes a usable setting.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value <= sys.float_info.max
+    ):
         raise ConfigurationError(f"{name} must be a finite, positive number, got {value!r}")
 
 
@@ -128,7 +134,7 @@ def default_pipeline(
     if (
         isinstance(backoff, bool)
         or not isinstance(backoff, (int, float))
-        or not 0 <= backoff < math.inf
+        or not 0 <= backoff <= sys.float_info.max
     ):
         raise ConfigurationError(
             f"backoff must be a finite number of seconds >= 0, got {backoff!r}"
