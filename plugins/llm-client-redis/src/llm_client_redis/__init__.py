@@ -1,4 +1,5 @@
-"""llm-client plugin: the ``redis`` cache backend and the ``redis`` rate limiter.
+"""llm-client plugin: the ``redis`` cache backend, the ``redis`` rate limiter and the ``redis``
+sink.
 
 This module is imported when llm-client discovers plugins, so it stays cheap: the redis
 client library is imported only when a backend is built.
@@ -14,12 +15,15 @@ from llm_client.hookspecs import hookimpl
 if TYPE_CHECKING:
     from .cache import RedisCache
     from .rate_limit import RedisLimiter
+    from .sink import RedisSink
 
 __all__ = [
     "create_cache",
     "create_rate_limiter",
+    "create_sink",
     "register_cache_backends",
     "register_rate_limiters",
+    "register_sinks",
 ]
 
 
@@ -45,3 +49,15 @@ def register_cache_backends(register: Callable[[str, Callable[..., Any]], None])
 @hookimpl
 def register_rate_limiters(register: Callable[[str, Callable[..., Any]], None]) -> None:
     register("redis", create_rate_limiter)
+
+
+def create_sink(**options: Any) -> RedisSink:
+    """Build the ``redis`` sink (see :class:`llm_client_redis.sink.RedisSink`)."""
+    from .sink import RedisSink
+
+    return RedisSink(**options)
+
+
+@hookimpl
+def register_sinks(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    register("redis", create_sink)
