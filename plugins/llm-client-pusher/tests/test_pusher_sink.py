@@ -275,3 +275,9 @@ async def test_feed_isolates_a_slow_pusher(openai: FakeOpenAI, pusher: PusherSer
     assert result.ok
     text = "".join(e.json()["text"] for e in pusher.events if e.name == "text_delta")
     assert text == result.output
+
+
+def test_the_seed_import_works() -> None:
+    from llm_client import PusherSink as SeedSpelling
+
+    assert SeedSpelling is PusherSink
