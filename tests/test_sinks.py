@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from llm_client import GPT5Nano, OpenAIClient, UnknownBackendError
-from llm_client.exceptions import ConfigurationError
+from llm_client.exceptions import ConfigurationError, InvalidRequestError
 from llm_client.hookspecs import hookimpl
 from llm_client.plugins import new_plugin_manager
 from llm_client.sinks import BaseSink, MemorySink, Sink, SinkFeed, make_sink, wire_data
@@ -229,3 +229,15 @@ def test_done_wire_data_leaves_the_prompt_and_output_home() -> None:
     data = {"params": {"messages": MESSAGES}, "output": "hi", "status": 200, "usage": {}}
     assert wire_data(LLMEvent("done", data)) == {"status": 200, "usage": {}}
     assert wire_data(LLMEvent("text_delta", {"text": "x"})) == {"text": "x"}
+
+
+async def test_bad_input_or_options_raise_before_anything_is_sent(server: FakeOpenAI) -> None:
+    async with make_client(server) as client:
+        with pytest.raises(InvalidRequestError):
+            await client.stream_to_sink(MemorySink(), [{"role": "nobody", "content": "x"}])
+        with pytest.raises(ConfigurationError, match="sink_max_buffer"):
+            await client.stream_to_sink(MemorySink(), MESSAGES, sink_max_buffer=0)
+        with pytest.raises(ConfigurationError, match="send"):
+            await client.stream_to_sink(object(), MESSAGES)
+        assert client.stats()["sinks"]["streams"] == 0
+    assert server.count() == 0

@@ -410,6 +410,7 @@ class OpenAIClient:
         """
         from .sinks import SinkFeed
 
+        events = self.stream(messages, **kwargs)  # checks the request before anything else
         feed = SinkFeed(
             sink,
             counters=self._sink_counters(),
@@ -417,7 +418,6 @@ class OpenAIClient:
             send_timeout=sink_send_timeout,
             drain_timeout=sink_drain_timeout,
         )
-        events = self.stream(messages, **kwargs)
         final: LLMResult | None = None
         try:
             async for event in events:
