@@ -7,7 +7,8 @@ counts up from 0 on the sink, so a subscriber can put pieces in order and notice
 
 Limits it keeps (Pusher's HTTP API reference):
 
-- *message rate*: at most one request per ``flush_interval`` (default 0.1 s); consecutive
+- *message rate*: a request starts at least ``flush_interval`` (default 0.1 s) after the
+  previous one ended; consecutive
   ``text_delta`` events of a batch are merged into one, so a fast stream becomes a few messages
   a second instead of one per token. Under :meth:`~llm_client.OpenAIClient.stream_to_sink`
   the events that arrive while the sink waits go out together in the next batch;
@@ -104,7 +105,8 @@ class PusherSink(BaseSink):
     :param base_url: the API root, default ``https://api-{cluster}.pusher.com`` (for tests:
         :class:`llm_client_pusher.testing.PusherServer`'s ``base_url``).
     :param event_prefix: put in front of every event name (``"llm-"`` gives ``llm-done``).
-    :param flush_interval: the least time between two requests, in seconds.
+    :param flush_interval: the least time, in seconds, from the end of one request to the
+        start of the next.
     :param max_event_bytes: the largest ``data`` of one event, in UTF-8 bytes (<= 10 KB).
     :param attempts, backoff: tries per request for 429/5xx/connection errors, and the first
         back-off in seconds (doubling).
@@ -271,12 +273,12 @@ class PusherSink(BaseSink):
         self.published += len(chunk)
 
     async def _wait_turn(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Wait until ``flush_interval`` has passed since the last request *ended*, so two
+        requests never reach Pusher closer together than that."""
         if self._last_post is not None and self.flush_interval > 0:
-            wait = self._last_post + self.flush_interval - loop.time()
+            wait = self._last_post + self.flush_interval - asyncio.get_running_loop().time()
             if wait > 0:
                 await asyncio.sleep(wait)
-        self._last_post = loop.time()
 
     async def _post(self, path: str, body: bytes) -> None:
         if self._session is None:
@@ -316,6 +318,8 @@ class PusherSink(BaseSink):
                     retry_after = _retry_after(response.headers)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 problem = f"could not reach Pusher: {type(exc).__name__}: {exc}"
+            finally:
+                self._last_post = asyncio.get_running_loop().time()
             if attempt + 1 < self.attempts:
                 delay = self.backoff * 2**attempt
                 await asyncio.sleep(max(delay, retry_after or 0.0))
