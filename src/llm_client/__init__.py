@@ -74,6 +74,21 @@ from .usage import Usage, parse_usage
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
+
+def __getattr__(name: str) -> object:
+    """``from llm_client import PusherSink`` (the seed's spelling), served by the separately
+    installed ``llm-client-pusher`` package."""
+    if name == "PusherSink":
+        try:
+            from llm_client_pusher import PusherSink
+        except ImportError as exc:
+            raise ImportError(
+                "PusherSink comes with the 'llm-client-pusher' package: pip install"
+                " llm-client-pusher (or -e plugins/llm-client-pusher)"
+            ) from exc
+        return PusherSink
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __version__ = "0.1.0"
 
 __all__ = [

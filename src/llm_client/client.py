@@ -305,6 +305,66 @@ class OpenAIClient:
         finally:  # the web client went away: close the stream below at once
             await aclose(events)
 
+    # --- sinks -----------------------------------------------------------------------------------
+
+    def sink(self, name: str, /, **options: Any) -> Any:
+        """Build the sink a plugin registered as ``name`` (``"pusher"``, ``"redis"``,
+        ``"memory"``), looked up in this client's plugin manager; see docs/sinks.md."""
+        from .sinks import make_sink
+
+        return make_sink(name, plugin_manager=self.plugin_manager, **options)
+
+    async def stream_to_sink(
+        self,
+        sink: Any,
+        messages: Any = None,
+        *,
+        sink_max_buffer: int = 1000,
+        sink_send_timeout: float | None = 10.0,
+        sink_drain_timeout: float = 5.0,
+        **kwargs: Any,
+    ) -> LLMResult:
+        """Stream one call into ``sink`` and return its final :class:`LLMResult`.
+
+        ``kwargs`` are :meth:`stream`'s. The sink gets the events in batches from a background
+        task fed through a buffer of ``sink_max_buffer`` events: a failing or slow sink never
+        fails or slows the call (see :class:`llm_client.sinks.SinkFeed`). After the stream
+        ends, this waits at most ``sink_drain_timeout`` seconds for the sink to take the rest.
+        The sink is not closed: open it with ``async with``.
+        """
+        from .sinks import SinkFeed
+
+        events = self.stream(messages, **kwargs)  # checks the request before anything else
+        feed = SinkFeed(
+            sink,
+            counters=self._sink_counters(),
+            max_buffer=sink_max_buffer,
+            send_timeout=sink_send_timeout,
+            drain_timeout=sink_drain_timeout,
+        )
+        final: LLMResult | None = None
+        try:
+            async for event in events:
+                feed.put(event)
+                if event.result is not None:
+                    final = event.result
+        except BaseException:
+            await aclose(events)
+            await feed.abort()
+            raise
+        await feed.finish()
+        if final is None:  # a custom pipeline's stream that ended without a result
+            raise LLMClientError("the stream ended without a result")
+        return final
+
+    def _sink_counters(self) -> Any:
+        from .sinks import SinkCounters
+
+        counters = self.__dict__.get("_sink_stats")
+        if counters is None:
+            counters = self.__dict__["_sink_stats"] = SinkCounters()
+        return counters
+
     # --- batches ---------------------------------------------------------------------------------
 
     async def run_batch(
@@ -377,6 +437,7 @@ class OpenAIClient:
             "totals": cost.totals.as_dict() if cost is not None else {},
             "cache": cache_step.stats() if hasattr(cache_step, "stats") else {},
             "limiter": limiter.stats() if limiter is not None else {},
+            "sinks": self._sink_counters().as_dict(),
         }
 
     async def warm_cache(self) -> None:

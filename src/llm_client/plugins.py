@@ -34,7 +34,7 @@ __all__ = [
     "registered_tool",
 ]
 
-BUILTIN_PLUGINS: tuple[str, ...] = ("llm_client.cache",)
+BUILTIN_PLUGINS: tuple[str, ...] = ("llm_client.cache", "llm_client.sinks")
 
 #: Names provided by our separately installed plugin distributions, for error messages.
 KNOWN_PLUGINS: dict[str, str] = {

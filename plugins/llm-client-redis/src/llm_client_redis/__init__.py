@@ -1,4 +1,5 @@
-"""llm-client plugin: the ``redis`` cache backend and the ``redis`` rate limiter.
+"""llm-client plugin: the ``redis`` cache backend, the ``redis`` rate limiter and the ``redis``
+sink.
 
 This module is imported when llm-client discovers plugins, so it stays cheap: the redis
 client library is imported only when a backend is built.
@@ -15,14 +16,17 @@ from llm_client.hookspecs import hookimpl
 if TYPE_CHECKING:
     from .cache import RedisCache
     from .rate_limit import RedisLimiter
+    from .sink import RedisSink
 
 __all__ = [
     "create_cache",
     "CACHE_OPTIONS",
     "LIMITER_OPTIONS",
     "create_rate_limiter",
+    "create_sink",
     "register_cache_backends",
     "register_rate_limiters",
+    "register_sinks",
 ]
 
 
@@ -85,3 +89,19 @@ def register_cache_backends(register: Callable[[str, Callable[..., Any]], None])
 @hookimpl
 def register_rate_limiters(register: Callable[[str, Callable[..., Any]], None]) -> None:
     register("redis", create_rate_limiter)
+
+
+@accepts(
+    "stream", "redis_url", "maxlen", "ttl", "pubsub_channel", "connect_timeout",
+    "command_timeout", "client",
+)  # fmt: skip
+def create_sink(**options: Any) -> RedisSink:
+    """Build the ``redis`` sink (see :class:`llm_client_redis.sink.RedisSink`)."""
+    from .sink import RedisSink
+
+    return RedisSink(**options)
+
+
+@hookimpl
+def register_sinks(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    register("redis", create_sink)
