@@ -713,6 +713,10 @@ async def run_file(
     retry_failed: bool = False,
     fsync: FsyncPolicy = "interval",
     progress: bool | None = None,
+    via: Literal["local", "batch-api"] = "local",
+    poll: float = 5.0,
+    wait: bool = True,
+    **batch_api_options: int,
 ) -> BatchSummary:
     """Run every line of ``path`` through ``client``'s pipeline; append results to ``output``.
 
@@ -721,7 +725,33 @@ async def run_file(
     (default: the client's ``max_concurrency``) are in flight, and the input is streamed, so
     memory does not grow with the file. ``progress`` (default: stderr is a terminal) shows a
     bar. Bad lines go to ``errors`` (default ``<output>.errors.jsonl``).
+
+    ``via="batch-api"`` sends the file through OpenAI's Batch API instead (half price, within
+    24 hours; see :mod:`llm_client.batch_api`): ``poll`` is the first poll interval in
+    seconds, ``wait=False`` returns once the batches are submitted, and ``max_requests``,
+    ``max_bytes``, ``max_embedding_inputs`` lower the split limits.
     """
+    if via == "batch-api":
+        from .batch_api import run_via_batch_api
+
+        return await run_via_batch_api(
+            client,
+            path,
+            output,
+            errors=errors,
+            model=model,
+            retry_failed=retry_failed,
+            wait=wait,
+            poll=poll,
+            say=(lambda text: print(text, file=sys.stderr)) if progress else None,
+            **batch_api_options,
+        )
+    if via != "local":
+        raise ConfigurationError(f"via must be 'local' or 'batch-api', got {via!r}")
+    if batch_api_options:
+        raise ConfigurationError(
+            f"{', '.join(sorted(batch_api_options))} only apply with via='batch-api'"
+        )
     started = time.monotonic()
     workers = concurrency if concurrency is not None else client.max_concurrency
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:

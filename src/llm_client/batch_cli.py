@@ -18,7 +18,10 @@ from typing import Any
 
 from .exceptions import LLMClientError
 
-__all__ = ["add_batch_parser", "run_batch_command"]
+__all__ = ["ACTIONS", "add_batch_parser", "run_batch_command"]
+
+#: Actions on an earlier ``--via batch-api`` submission, given instead of an input file.
+ACTIONS = ("status", "cancel", "collect")
 
 
 def add_batch_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,9 +31,11 @@ def add_batch_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="run a JSONL file of requests (OpenAI Batch API format), resumable",
         description="Run every line of a JSONL file through the client's pipeline (limiter,"
         " retries, cache, cost) and append OpenAI Batch-format results to the output. Rerun"
-        " the same command to resume.",
+        " the same command to resume. With --via batch-api the file goes through OpenAI's"
+        " Batch API (half price); then `batch status|cancel|collect -o OUTPUT` work on what"
+        " was submitted.",
     )
-    p.add_argument("input", help="the JSONL requests file")
+    p.add_argument("input", help="the JSONL requests file, or status|cancel|collect")
     p.add_argument("-o", "--output", required=True, help="the results JSONL (appended to)")
     p.add_argument("--errors", default=None, help="bad-line report (default <output>.errors.jsonl)")
     p.add_argument("--model", default=None, help="model of short-form lines (default: first key)")
@@ -62,6 +67,23 @@ def add_batch_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         action=argparse.BooleanOptionalAction,
         default=None,
         help="progress bar (default: on when stderr is a terminal)",
+    )
+    p.add_argument(
+        "--via",
+        choices=("local", "batch-api"),
+        default="local",
+        help="local: call the API now (default); batch-api: OpenAI's Batch API at half price",
+    )
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=5.0,
+        help="batch-api: first poll interval in seconds; doubles up to 60 (default 5)",
+    )
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="batch-api: submit and return; `batch collect -o OUTPUT` joins the results later",
     )
 
 
@@ -103,7 +125,9 @@ async def _run(args: argparse.Namespace) -> int:
     from .client import OpenAIClient
     from .models import GPT5Point4Nano
 
-    batch_api = False
+    if args.input in ACTIONS:
+        return await _action(args)
+    batch_api = args.via == "batch-api"
     model = args.model or _first_model(args.input) or GPT5Point4Nano.key
     if args.dry_run:
         assumed = args.assume_output_tokens
@@ -133,10 +157,39 @@ async def _run(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             fsync=args.fsync,
             progress=args.progress,
+            via=args.via,
+            poll=args.poll,
+            wait=not args.no_wait,
         )
     _say(summary.describe())
     if summary.bad:
         _say(f"bad lines are listed in {summary.errors}")
+    return 0 if summary.ok else 1
+
+
+async def _action(args: argparse.Namespace) -> int:
+    from . import batch_api
+    from .client import OpenAIClient
+    from .models import GPT5Point4Nano
+
+    async with OpenAIClient(args.model or GPT5Point4Nano.key) as client:
+        if args.input == "status":
+            for data in await batch_api.status(client, args.output):
+                counts = data.get("request_counts") or {}
+                print(
+                    f"{data['id']}  {data['status']:<11} {counts.get('completed', 0)} completed"
+                    f" / {counts.get('failed', 0)} failed of {counts.get('total', 0)}"
+                    f"  {'collected' if data['collected'] else 'not collected'}"
+                )
+            return 0
+        if args.input == "cancel":
+            cancelled = await batch_api.cancel(client, args.output)
+            _say(f"cancelling {len(cancelled)} batch(es); `batch collect` joins partial results")
+            return 0
+        summary = await batch_api.collect(
+            client, args.output, wait=not args.no_wait, poll=args.poll, say=_say
+        )
+    _say(summary.describe())
     return 0 if summary.ok else 1
 
 

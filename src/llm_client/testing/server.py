@@ -35,6 +35,7 @@ from typing import Any, Literal, get_args
 
 from aiohttp import web
 
+from llm_client.testing import batches as batches_api
 from llm_client.testing import models_api
 
 __all__ = [
@@ -602,6 +603,8 @@ class FakeOpenAI:
         self.cached_tokens = cached_tokens
         self.cache_write_tokens = 0
         self.models = models_api.default_models()
+        #: The Files and Batch APIs (``/v1/files``, ``/v1/batches``): see ``batches.py``.
+        self.batches = batches_api.BatchesAPI(self)
         self.log_requests = log_requests
         self._requested_port = port
         self._port: int | None = None
@@ -667,6 +670,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/embeddings", self._handle_embeddings)
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_get("/v1/models/{model}", self._handle_model)
+        self.batches.add_routes(app.router)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT
