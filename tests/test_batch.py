@@ -490,3 +490,15 @@ def test_cli_dry_run_prints_the_estimate_and_sends_nothing(tmp_path, fake_openai
     assert estimate["output_tokens"] == 4 * 30 + 256
     assert "assumed 256 output tokens" in captured.err
     assert fake_openai.count() == 0
+
+
+def test_cli_cache_sqlite_answers_a_second_run_from_the_cache(tmp_path, fake_openai):
+    from llm_client.cli import main
+
+    src = tmp_path / "in.jsonl"
+    write_lines(src, [chat_line(i) for i in range(4)])
+    cache = f"sqlite:{tmp_path / 'cache.sqlite3'}"
+    assert main(["batch", str(src), "-o", str(tmp_path / "a.jsonl"), "--cache", cache]) == 0
+    assert main(["batch", str(src), "-o", str(tmp_path / "b.jsonl"), "--cache", cache]) == 0
+    assert fake_openai.count() == 4
+    assert all(line["cached"] for line in read_jsonl(tmp_path / "b.jsonl"))

@@ -728,7 +728,8 @@ async def run_file(
 
     ``via="batch-api"`` sends the file through OpenAI's Batch API instead (half price, within
     24 hours; see :mod:`llm_client.batch_api`): ``poll`` is the first poll interval in
-    seconds, ``wait=False`` returns once the batches are submitted, and ``max_requests``,
+    seconds, ``wait=False`` returns once the batches are submitted, each change of a batch's
+    status is printed to stderr unless ``progress=False``, and ``max_requests``,
     ``max_bytes``, ``max_embedding_inputs`` lower the split limits.
     """
     if via == "batch-api":
@@ -743,7 +744,7 @@ async def run_file(
             retry_failed=retry_failed,
             wait=wait,
             poll=poll,
-            say=(lambda text: print(text, file=sys.stderr)) if progress else None,
+            say=(lambda text: print(text, file=sys.stderr)) if progress is not False else None,
             **batch_api_options,
         )
     if via != "local":

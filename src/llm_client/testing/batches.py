@@ -121,6 +121,13 @@ class BatchesAPI:
         router.add_get("/v1/batches/{batch_id}", self._get_batch)
         router.add_post("/v1/batches/{batch_id}/cancel", self._cancel_batch)
 
+    async def aclose(self) -> None:
+        """Stop the batches still running (the server is stopping)."""
+        tasks = [b.task for b in self.batches.values() if b.task is not None and not b.task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     # --- steering from tests ----------------------------------------------------------------
 
     def release(self) -> None:

@@ -689,6 +689,7 @@ class FakeOpenAI:
     async def stop(self) -> None:
         """Stop serving and close every connection."""
         runner, self._runner = self._runner, None
+        await self.batches.aclose()
         if runner is not None:
             await runner.cleanup()
         self._port = None
