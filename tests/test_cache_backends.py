@@ -26,6 +26,7 @@ from llm_client.cache import (
 )
 from llm_client.cache_cli import add_cache_parser, parse_options, run_cache_command
 from llm_client.exceptions import ConfigurationError, UnknownBackendError
+from llm_client.middleware.cache import CacheMiddleware
 from llm_client.plugins import cache_backend, new_plugin_manager
 from llm_client.testing.cache_contract import (
     CacheBackendContract,
@@ -426,6 +427,59 @@ async def test_sqlite_corrupt_row_is_a_miss(tmp_path: Path) -> None:
         assert await cache.get("k") is None
     finally:
         await cache.aclose()
+
+
+GARBAGE = b"this is not a database\n" * 200
+
+
+async def test_sqlite_garbage_file_is_moved_aside_and_a_fresh_cache_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "c.db"
+    path.write_bytes(GARBAGE)
+    cache = SQLiteCache(path)
+    try:
+        with caplog.at_level(logging.WARNING, logger="llm_client.cache"):
+            # many threads meet the bad file at once: it is moved aside once
+            found = await asyncio.gather(*(cache.get(f"k{i}") for i in range(16)))
+            assert found == [None] * 16
+            await cache.put(make_entry("k"))
+            assert (await cache.get("k")) is not None
+        [kept] = [p for p in os.listdir(tmp_path) if p.startswith("c.db.unusable-")]
+        with open(tmp_path / kept, "rb") as f:  # noqa: ASYNC230 - a test's look at a file
+            assert f.read() == GARBAGE  # kept as it was, for a look later
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and str(kept) in warnings[0], warnings
+    finally:
+        await cache.aclose()
+    reopened = SQLiteCache(path)
+    try:
+        assert (await reopened.get("k")) is not None
+    finally:
+        await reopened.aclose()
+
+
+async def test_sqlite_garbage_file_through_the_client(tmp_path: Path) -> None:
+    from llm_client import GPT5Nano, OpenAIClient
+    from llm_client.testing import FakeOpenAI
+
+    (tmp_path / "llm_cache.sqlite3").write_bytes(GARBAGE)
+    msgs = [{"role": "user", "content": "cached despite a bad file?"}]
+    async with FakeOpenAI() as server:
+        async with OpenAIClient(
+            GPT5Nano,
+            cache_backend="sqlite",
+            cache_dir=tmp_path,
+            base_url=server.base_url,
+            api_key="sk-test",
+            rate_limit_backend=None,
+        ) as client:
+            first = await client.get_response(messages=msgs)
+            await client.pipeline.find(CacheMiddleware).flush()
+            second = await client.get_response(messages=msgs)
+            assert first["cached"] is False and second["cached"] is True
+            assert client.stats()["cache"]["backend_errors"] == 0
+        assert server.count("chat") == 1
 
 
 async def test_sqlite_closed_backend_raises(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from llm_client import (
     TextEmbedding3Small,
 )
 from llm_client.cache import CacheEntry
+from llm_client.middleware.cache import CacheMiddleware
 from llm_client.plugins import get_registry
 from llm_client.streaming import LLMEvent
 from llm_client.testing import FakeOpenAI, Fault, embed_text, expected_text
@@ -218,8 +219,21 @@ def ask(text: str) -> list[dict[str, str]]:
     ]
 
 
+async def settle(client: OpenAIClient) -> None:
+    """Wait for the answers still on their way into the cache (stores run in the background)."""
+    step = client.pipeline.find(CacheMiddleware)
+    if step is not None:
+        await step.flush()
+
+
 async def entries(client: OpenAIClient) -> list[CacheEntry]:
+    await settle(client)
     return [entry async for entry in client.cache.export()]
+
+
+async def cache_stats(client: OpenAIClient) -> dict[str, Any]:
+    await settle(client)
+    return dict(await client.cache.stats())
 
 
 def text_of(events: list[LLMEvent]) -> str:
@@ -756,16 +770,16 @@ async def test_stats_and_clear_through_the_client(harness: Harness, server: Fake
     client = harness.client()
     for n in range(3):
         await client.get_response(messages=ask(f"Question number {n}."))
-    assert (await client.cache.stats())["entries"] == 3
+    assert (await cache_stats(client))["entries"] == 3
     assert await client.cache.clear() == 3
-    assert (await client.cache.stats())["entries"] == 0
+    assert (await cache_stats(client))["entries"] == 0
     assert await entries(client) == []
     # the cache goes on working after a clear
     again = await client.get_response(messages=ask("Question number 0."))
     assert again["cached"] is False
     assert (await client.get_response(messages=ask("Question number 0.")))["cached"] is True
     assert server.count("chat") == 4
-    assert (await client.cache.stats())["entries"] == 1
+    assert (await cache_stats(client))["entries"] == 1
 
 
 # -- 8. expiry --------------------------------------------------------------------------------
@@ -919,6 +933,64 @@ async def test_single_flight_streams_wait_for_an_in_flight_plain_call(
         assert text_of(events) == expected_text(msgs)
 
 
+# -- 13. wrong-shaped entries -----------------------------------------------------------------
+
+#: Values another program (or an older version, or a hand edit) could leave under a key: each
+#: is valid JSON, none is a result this library wrote.
+WRONG_SHAPES: dict[str, Any] = {
+    "empty object": {},
+    "boolean status": {"status": True},
+    "status out of range": {"status": 99},
+    "tool_calls as text": {"tool_calls": "abc"},
+    "tool_call without an object": {"tool_calls": [1]},
+    "cost as text": {"usage": {"input_tokens": 3, "total_cost": "cheap", "output_cost": "x"}},
+    "negative tokens": {"usage": {"input_tokens": -4}},
+    "number as output": {"output": 42},
+    "usage as a list": {"usage": [1, 2]},
+    "another operation": {"operation": "embeddings"},
+}
+
+
+@pytest.mark.parametrize("harness", ["memory", "sqlite", "redis", "pg_redis"], indirect=True)
+async def test_wrong_shaped_entries_are_a_logged_miss_and_get_overwritten(
+    harness: Harness, server: FakeOpenAI, caplog: pytest.LogCaptureFixture
+):
+    client = harness.client()
+    caplog.set_level(logging.WARNING, CACHE_LOGGER)
+    for n, (shape, patch) in enumerate(sorted(WRONG_SHAPES.items()), start=1):
+        msgs = ask(f"Shape check: {shape}.")
+        first = await client.get_response(messages=msgs)
+        stored = next(e for e in await entries(client) if e.value["output"] == first["output"])
+        value = {} if not patch else {**stored.value, **patch}
+        await client.cache.put(dataclasses.replace(stored, value=value))
+
+        caplog.clear()
+        again = await client.get_response(messages=msgs)
+        assert again["status"] == 200 and again["cached"] is False, (shape, again)
+        assert again["output"] == first["output"] == expected_text(msgs)
+        assert server.count("chat") == 2 * n
+        assert any("not a valid chat result" in r.getMessage() for r in caplog.records), shape
+        assert client.stats()["cache"]["invalid"] == n
+
+        third = await client.get_response(messages=msgs)  # the answer replaced the bad entry
+        assert third["cached"] is True and third["output"] == first["output"], shape
+        assert server.count("chat") == 2 * n
+
+
+@pytest.mark.parametrize("harness", ["memory"], indirect=True)
+async def test_wrong_shaped_embedding_entries_are_a_miss(harness: Harness, server: FakeOpenAI):
+    client = harness.client(TextEmbedding3Small)
+    first = await client.get_response(input="embed me")
+    [stored] = await entries(client)
+    for bad in ("text", [], [1.0, "x"], [1.0, True], [[1.0], ["x"]], None):
+        await settle(client)  # the previous answer's store is done: overwrite it
+        await client.cache.put(dataclasses.replace(stored, value={**stored.value, "output": bad}))
+        again = await client.get_response(input="embed me")
+        assert again["cached"] is False and again["output"] == first["output"], bad
+    hit = await client.get_response(input="embed me")
+    assert hit["cached"] is True and hit["output"] == embed_text("embed me")
+
+
 # -- 12. secrets ------------------------------------------------------------------------------
 
 
@@ -927,27 +999,74 @@ def _files_holding(root: Path, needle: bytes) -> list[Path]:
 
 
 async def test_api_key_never_reaches_the_store(
-    harness: Harness, server: FakeOpenAI, tmp_path: Path
+    harness: Harness, server: FakeOpenAI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     secret = "sk-test-SECRET-123456789012345"
     client = harness.client(api_key=secret)
     plain = await client.get_response(messages=ask("An ordinary question."))
-    echoed = await client.get_response(messages=ask(f"Please repeat my key {secret} back."))
+    caplog.set_level(logging.WARNING, CACHE_LOGGER)
+    echoed_msgs = ask(f"Please repeat my key {secret} back.")
+    echoed = await client.get_response(messages=echoed_msgs)
     assert plain["status"] == echoed["status"] == 200
+    assert echoed["output"] == expected_text(echoed_msgs)  # the answer itself is untouched
     assert server.last_request("chat").headers["authorization"] == f"Bearer {secret}"
 
     stored = await entries(client)
-    assert len(stored) == 2
-    dumped = json.dumps([entry.to_dict() for entry in stored])
-    assert secret not in dumped
-    assert "SECRET-123456789012345" not in dumped
-    assert "[REDACTED]" in dumped  # the echoed copy was scrubbed, not dropped
+    assert len(stored) == 1  # the entry holding the key was not stored at all
+    assert "SECRET-123456789012345" not in json.dumps([entry.to_dict() for entry in stored])
+    refusals = [r for r in caplog.records if "not caching an answer" in r.getMessage()]
+    assert len(refusals) == 1 and "API key" in refusals[0].getMessage()
+    assert secret not in caplog.text
+    assert client.stats()["cache"]["refused"] == 1
 
     # for the file-based stores, not even the bytes on disk hold it
     assert await asyncio.to_thread(_files_holding, tmp_path, secret.encode()) == []
 
     hit = await client.get_response(messages=ask("An ordinary question."))
     assert hit["cached"] is True
+    again = await client.get_response(messages=echoed_msgs)
+    assert again["cached"] is False and again["output"] == echoed["output"]
+
+
+ANSWERS_THAT_LOOK_SECRET = (
+    "how do I tune postgres?",  # POSTGRES_PASSWORD=postgres is set below
+    "what does Authorization: Bearer abcdef1234567890XYZ mean?",
+    "is sk-proj-ABCDEFGHIJ0123456789KLMN a real key?",
+    "connect to postgresql://me:hunter2hunter2@db/x please",
+)
+
+
+async def test_hits_equal_misses_even_when_the_text_looks_secret(
+    harness: Harness, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("POSTGRES_PASSWORD", "postgres")  # a common development setting
+    client = harness.client()
+    for question in ANSWERS_THAT_LOOK_SECRET:
+        msgs = ask(question)
+        miss = await client.get_response(messages=msgs)
+        hit = await client.get_response(messages=msgs)
+        assert miss["cached"] is False and hit["cached"] is True, question
+        assert hit["output"] == miss["output"] == expected_text(msgs)
+        assert hit["params"]["messages"] == msgs
+    streamed = [e async for e in client.stream(messages=ask(ANSWERS_THAT_LOOK_SECRET[0]))]
+    assert streamed[0].data["cached"] is True
+    assert text_of(streamed) == expected_text(ask(ANSWERS_THAT_LOOK_SECRET[0]))
+    assert server.count("chat") == len(ANSWERS_THAT_LOOK_SECRET)
+
+
+async def test_an_environment_secret_in_the_text_means_no_entry(
+    harness: Harness, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+):
+    token = "tok-4f9a27c1e8b3d605"
+    monkeypatch.setenv("BILLING_SERVICE_TOKEN", token)
+    client = harness.client()
+    msgs = ask(f"my token is {token}, keep it safe")
+    first = await client.get_response(messages=msgs)
+    second = await client.get_response(messages=msgs)
+    assert first["output"] == second["output"] == expected_text(msgs)
+    assert first["cached"] is second["cached"] is False
+    assert server.count("chat") == 2
+    assert token not in json.dumps([e.to_dict() for e in await entries(client)])
 
 
 # -- 11. degradation --------------------------------------------------------------------------
@@ -976,7 +1095,7 @@ async def test_pg_redis_with_redis_down_caches_in_postgres(
         assert [r["cached"] for r in results] == [False, True, True, True, True]
         assert server.count("chat") == 1
         assert len(await entries(client)) == 1
-        stats = await client.cache.stats()
+        stats = await cache_stats(client)
         assert stats["redis_up"] is False and stats["postgres_up"] is True
 
         redis_warnings = _warnings(caplog, "llm_client_postgres")
@@ -1002,7 +1121,7 @@ async def test_pg_redis_with_postgres_down_serves_from_redis(
         assert all(r["status"] == 200 for r in results)
         assert [r["cached"] for r in results] == [False, True, True, True]
         assert server.count("chat") == 1
-        stats = await client.cache.stats()
+        stats = await cache_stats(client)
         assert stats["postgres_up"] is False and stats["redis_up"] is True
 
         pg_warnings = _warnings(caplog, "llm_client_postgres")

@@ -1,4 +1,4 @@
-"""Cache key derivation, prompt/scope split and secret scrubbing."""
+"""Cache key derivation, prompt/scope split, and keeping credentials out of entries."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ from llm_client.cache import (
     prompt_text,
     redact_text,
     request_hash,
-    scrub_secrets,
+    stored_params,
 )
+from llm_client.known_secrets import find_secret, redact_registered, remember_secret
 from llm_client.models import GPT5Mini, GPT5Nano, TextEmbedding3Small
 from llm_client.pipeline import CacheOptions, Call
 
@@ -305,46 +306,38 @@ secret_tokens = st.text(
 
 @settings(max_examples=40, deadline=None)
 @given(token=secret_tokens, where=st.sampled_from(["api_key", "Authorization", "x-api-key"]))
-def test_secrets_never_reach_a_key_or_a_stored_value(token: str, where: str) -> None:
+def test_secrets_never_reach_a_key_or_the_stored_params(token: str, where: str) -> None:
     token += "7"  # real keys and tokens carry digits; prose without any is left alone
     secret = "sk-" + token
     call = chat(**{where: secret}, extra_headers={"Authorization": f"Bearer {token}"})
     assert key(call) == key(chat())
     assert token not in key(call)
-    stored = scrub_secrets(
-        {
-            "params": dict(call.params),
-            "output": f"your key is {secret}, header Bearer {token}",
-            "nested": [{"password": token}, {"dsn": f"postgresql://me:{token}@db/x"}],
-        }
-    )
-    assert token not in json.dumps(stored)
+    kept = stored_params(call.params)
+    assert token not in json.dumps(kept)
+    assert kept == {"model": "gpt-5-nano", "messages": MESSAGES}
 
 
-# --- scrubbing -----------------------------------------------------------------------------------
+# --- known secrets -------------------------------------------------------------------------------
 
 
-def test_scrub_drops_credential_keys_and_redacts_values(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_secret_names_environment_and_registered_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("MY_SERVICE_TOKEN", "very-secret-value-123")
-    value = {
-        "api_key": "x",
-        "extra_headers": {"Authorization": "Bearer abcdefgh12345678", "X-Trace": "t"},
-        "max_tokens": 5,
-        "messages": [
-            {
-                "role": "user",
-                "content": "key sk-proj-ABCDEFGHIJ0123456789KLMN and very-secret-value-123",
-            }
-        ],
-        "url": "redis://:hunter2hunter2@localhost:6379/0",
-    }
-    out = scrub_secrets(value)
-    assert "api_key" not in out
-    assert out["extra_headers"] == {"X-Trace": "t"}
-    assert out["max_tokens"] == 5
-    assert out["messages"][0]["content"] == f"key {REDACTED} and {REDACTED}"
-    assert out["url"] == f"redis://:{REDACTED}@localhost:6379/0"
-    assert value["api_key"] == "x"  # the input is not modified
+    monkeypatch.setenv("POSTGRES_PASSWORD", "postgres")  # too short to be taken for a secret
+    value = {"messages": [{"role": "user", "content": "tune postgres, not very-secret-value-123"}]}
+    assert find_secret(value) == "the value of $MY_SERVICE_TOKEN"
+    assert find_secret({"output": "how do I tune postgres?"}) is None
+    remember_secret("sk-registered-0123456789")
+    assert find_secret(["x", ("y", {"sk-registered-0123456789": 1})]) == "a client's API key"
+    assert redact_registered("bad key sk-registered-0123456789!") == f"bad key {REDACTED}!"
+    deep: Any = "leaf"
+    for _ in range(300):
+        deep = [deep]
+    assert find_secret(deep) == "a value nested too deeply to check"
+
+
+# --- log redaction -------------------------------------------------------------------------------
 
 
 def test_redact_text_leaves_ordinary_text_alone() -> None:

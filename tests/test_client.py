@@ -275,7 +275,8 @@ async def test_stream_events_and_usage(server):
 @pytest.mark.parametrize("api", ["chat", "responses"])
 async def test_cut_off_stream_ends_in_error_event(server, api):
     client = make_client(server)
-    server.truncate_next(after_chunks=2)
+    # cut after some text (a Responses stream's first delta is its 5th event): no retry then
+    server.truncate_next(after_chunks=2 if api == "chat" else 6)
     events = [e async for e in client.stream(MESSAGES, api=api)]
     await client.close()
     assert events[-1].type == "error"
@@ -288,8 +289,8 @@ async def test_responses_stream_failures_become_errors(server, kind):
     from llm_client.testing import Fault
 
     client = make_client(server)
-    server.add_fault(Fault(kind))
-    events = [e async for e in client.stream(MESSAGES, api="responses")]
+    server.add_fault(Fault(kind))  # before any text, so attempts=1 keeps it from a retry
+    events = [e async for e in client.stream(MESSAGES, api="responses", attempts=1)]
     await client.close()
     assert events[-1].type == "error"
 
@@ -374,7 +375,7 @@ async def test_stats_report_totals_cache_and_limiter(server):
 async def test_malformed_stream_chunk_ends_in_error_event(server, api):
     client = make_client(server)
     server.malformed_next(after_chunks=2)
-    events = [e async for e in client.stream(MESSAGES, api=api)]
+    events = [e async for e in client.stream(MESSAGES, api=api, attempts=1)]
     await client.close()
     assert events[-1].type == "error"
     assert events[-1].data["status"] == 502 and "malformed JSON" in events[-1].data["error"]

@@ -10,6 +10,7 @@ from llm_client import GPT5Nano, OpenAIClient, Pipeline
 from llm_client.cache import MemoryCache
 from llm_client.exceptions import PluginError, UnknownBackendError
 from llm_client.hookspecs import hookimpl
+from llm_client.middleware.cache import CacheMiddleware
 from llm_client.plugins import BUILTIN_PLUGINS, get_registry, new_plugin_manager
 from llm_client.testing import FakeOpenAI
 
@@ -72,6 +73,7 @@ async def test_registered_plugin_backend_used_by_name(server):
     )
     msg = [{"role": "user", "content": "plugin cache"}]
     a = await client.get_response(messages=msg)
+    await client.pipeline.find(CacheMiddleware).flush()  # the write is in the backend now
     b = await client.get_response(messages=msg)
     await client.close()
     backend = TinyCache.instances[-1]

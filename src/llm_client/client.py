@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from types import TracebackType
@@ -16,6 +17,7 @@ from .exceptions import (
     InvalidRequestError,
     LLMClientError,
 )
+from .middleware._stream import aclose, replay
 from .middleware.cost import CostAccounting
 from .models import ModelProfile, TextEmbedding3Small, warn_if_retiring
 from .pipeline import Call, Next, Operation, Pipeline
@@ -51,7 +53,9 @@ class OpenAIClient:
     :param tokens_per_minute, requests_per_minute, burst_seconds: limiter budgets (default:
         the profile's ``rate_limits``).
     :param attempts, backoff, timeout: retry attempts, back-off base seconds, and an overall
-        deadline per call (seconds, over every attempt and wait).
+        deadline per call (seconds, over every attempt and wait; a stream included).
+    :param stream_idle_timeout: for streams, the longest wait (seconds) for the next piece,
+        before the first included; ``None`` waits as long as the deadline allows.
     :param max_concurrency: how many calls :meth:`run_batch` runs at once.
     :param pipeline: a custom :class:`Pipeline` instead of the default chain.
     :param plugin_manager: a pluggy manager (see :func:`llm_client.plugins.new_plugin_manager`).
@@ -81,6 +85,7 @@ class OpenAIClient:
         attempts: int = 3,
         backoff: float = 0.5,
         timeout: float | None = None,
+        stream_idle_timeout: float | None = None,
         max_concurrency: int = 64,
         pipeline: Pipeline | None = None,
         plugin_manager: pluggy.PluginManager | None = None,
@@ -157,6 +162,7 @@ class OpenAIClient:
                 attempts=attempts,
                 backoff=backoff,
                 timeout=timeout,
+                stream_idle_timeout=stream_idle_timeout,
                 plugin_manager=plugin_manager,
                 clock=clock,
                 **options,
@@ -297,6 +303,7 @@ class OpenAIClient:
         attempts: int | None = None,
         backoff: float | None = None,
         timeout: float | None = None,
+        stream_idle_timeout: float | None = None,
         api: Api | None = None,
         **params: Any,
     ) -> AsyncIterator[LLMEvent]:
@@ -304,7 +311,9 @@ class OpenAIClient:
         ``done`` — or ending in one ``error`` event; never silently cut short.
 
         The request is checked when this is called (malformed input raises at once); it is
-        sent when iteration starts.
+        sent when iteration starts. ``timeout`` bounds the whole stream, ``stream_idle_timeout``
+        each wait for the next piece (both end the stream with an ``error`` event, 408).
+        Stop early with ``break`` or ``aclose()``: the HTTP response is closed at once.
         """
         if self.profile.is_embeddings:
             raise InvalidRequestError(
@@ -328,6 +337,18 @@ class OpenAIClient:
             backoff=backoff,
             timeout=timeout,
         )
+        if stream_idle_timeout is not None:
+            if (
+                isinstance(stream_idle_timeout, bool)
+                or not isinstance(stream_idle_timeout, (int, float))
+                or not math.isfinite(stream_idle_timeout)
+                or stream_idle_timeout <= 0
+            ):
+                raise InvalidRequestError(
+                    "stream_idle_timeout must be a positive number of seconds,"
+                    f" got {stream_idle_timeout!r}"
+                )
+            call = call.replace(stream_idle_timeout=float(stream_idle_timeout))
         return self._stream(call)
 
     async def _stream(self, call: Call) -> AsyncIterator[LLMEvent]:
@@ -346,16 +367,21 @@ class OpenAIClient:
             yield LLMEvent("error", {"status": result.status, "error": result.error}, result)
             return
         if isinstance(reply, LLMResult):  # a custom pipeline answered a stream with a result
-            from .middleware._stream import replay
-
             reply = replay(reply)
-        async for event in reply:
-            yield event
+        try:
+            async for event in reply:
+                yield event
+        finally:  # the consumer stopped (or the stream ended): close everything below now
+            await aclose(reply)
 
     async def stream_sse(self, messages: Any = None, **kwargs: Any) -> AsyncIterator[str]:
         """:meth:`stream` encoded as Server-Sent Events frames for a web response."""
-        async for event in self.stream(messages, **kwargs):
-            yield to_sse(event)
+        events = self.stream(messages, **kwargs)
+        try:
+            async for event in events:
+                yield to_sse(event)
+        finally:  # the web client went away: close the stream below at once
+            await aclose(events)
 
     # --- batches ---------------------------------------------------------------------------------
 
@@ -451,10 +477,14 @@ class OpenAIClient:
             await backend.warm()
 
     async def close(self) -> None:
-        """Close the SDK's HTTP client, the cache backend and the limiter."""
+        """Finish the cache's pending writes, then close the cache backend, the limiter and the
+        SDK's HTTP client."""
         backend = self.cache
         limiter = self.limiter
+        cache_step = self._step_with("backend")
         try:
+            if cache_step is not None and hasattr(cache_step, "flush"):
+                await cache_step.flush()  # answers still on their way into the cache
             if backend is not None:
                 await backend.aclose()
             if limiter is not None and hasattr(limiter, "aclose"):

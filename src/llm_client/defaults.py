@@ -102,6 +102,7 @@ def default_pipeline(
     attempts: int = 3,
     backoff: float = 0.5,
     timeout: float | None = None,
+    stream_idle_timeout: float | None = None,
     plugin_manager: pluggy.PluginManager | None = None,
     clock: Clock | None = None,
     **backend_options: Any,
@@ -131,7 +132,10 @@ def default_pipeline(
             "rate_limit_backend must be 'local', a plugin's name ('redis') or None,"
             f" got {rate_limit_backend!r:.60}"
         )
-    steps: list[tuple[str, Any]] = [("cost", CostAccounting()), ("timeout", Timeout(timeout))]
+    steps: list[tuple[str, Any]] = [
+        ("cost", CostAccounting()),
+        ("timeout", Timeout(timeout, stream_idle_timeout=stream_idle_timeout)),
+    ]
     if isinstance(cache_backend, str) and cache_backend.lower() == "none":
         cache_backend = None
     if cache_backend is not None:
@@ -179,6 +183,11 @@ def default_pipeline(
             plugin_manager=plugin_manager,
             clock=clock,
             redis_url=backend_options.get("redis_url") or os.environ.get("REDIS_URL"),
+            **{
+                name: backend_options[name]
+                for name in ("redis_max_connections",)
+                if backend_options.get(name) is not None
+            },
         )
     if limiter is not None:
         steps.append(("limit", RateLimit(limiter)))

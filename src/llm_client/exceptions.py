@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from .known_secrets import redact_registered
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -56,6 +58,8 @@ class LLMClientError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
+        # Error text may come from a server that echoes the key it refused: never keep it.
+        message = redact_registered(message)
         super().__init__(message)
         self.message = message
         self.status = self.default_status if status is None else status

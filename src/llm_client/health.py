@@ -11,14 +11,28 @@ each call nothing but a clock read; the first success after an outage logs the r
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from .cache.secrets import redact_text
 from .clock import Clock, MonotonicClock
 from .exceptions import ConfigurationError
 
-__all__ = ["ServiceDown", "ServiceHealth", "coerce_options", "redact", "seconds_option"]
+__all__ = [
+    "BackendGuard",
+    "ServiceDown",
+    "ServiceHealth",
+    "coerce_options",
+    "redact",
+    "seconds_option",
+]
+
+_T = TypeVar("_T")
+_F = TypeVar("_F")
 
 
 def seconds_option(value: Any, name: str) -> float | None:
@@ -70,7 +84,8 @@ class ServiceHealth:
     """Whether a service is believed up, and the once-per-outage log lines.
 
     :param service: what to call it in logs (``"Redis"``, ``"PostgreSQL"``).
-    :param target: where it lives (credentials are redacted before logging).
+    :param target: where it lives (credentials are redacted before logging); ``""`` when the
+        service name says it all.
     :param logger: where the lines go.
     :param reconnect_interval: seconds between attempts while the service is down.
     :param clock: monotonic time source; tests inject a manual one.
@@ -106,6 +121,11 @@ class ServiceHealth:
         self._last_attempt = 0.0
 
     @property
+    def logger(self) -> logging.Logger:
+        """Where this tracker's lines go."""
+        return self._logger
+
+    @property
     def up(self) -> bool:
         return self._down_since is None
 
@@ -119,19 +139,25 @@ class ServiceHealth:
             return True
         return False
 
-    def failed(self, exc: BaseException) -> None:
-        """Record a failure; the first one of an outage is logged as a warning."""
+    @property
+    def _where(self) -> str:
+        return f"{self.service} at {self.target}" if self.target else self.service
+
+    def failed(self, exc: BaseException, *, reason: str | None = None) -> None:
+        """Record a failure; the first one of an outage is logged as a warning.
+
+        :param reason: what to log instead of ``"<type>: <message>"`` of ``exc`` (for a
+            message that needs redacting, or a failure that is not an exception's text).
+        """
         self.failures += 1
         now = self._clock.now()
         self._last_attempt = now
         if self._down_since is None:
             self._down_since = now
             self._logger.warning(
-                "%s at %s is unavailable (%s: %s); continuing without it and retrying every %.1fs",
-                self.service,
-                self.target,
-                type(exc).__name__,
-                exc,
+                "%s is unavailable (%s); continuing without it and retrying every %.1fs",
+                self._where,
+                reason if reason is not None else f"{type(exc).__name__}: {exc}",
                 self.reconnect_interval,
             )
 
@@ -140,9 +166,7 @@ class ServiceHealth:
         if self._down_since is not None:
             downtime = self._clock.now() - self._down_since
             self._down_since = None
-            self._logger.info(
-                "%s at %s is reachable again after %.1fs", self.service, self.target, downtime
-            )
+            self._logger.info("%s is reachable again after %.1fs", self._where, downtime)
 
 
 class ServiceDown(Exception):
@@ -155,3 +179,80 @@ class ServiceDown(Exception):
     def __init__(self, health: ServiceHealth) -> None:
         super().__init__(f"{health.service} at {health.target} is unavailable")
         self.health = health
+
+
+class _BackendError(Exception):
+    """A timeout raised by the backend itself (not our cut), passed on as a plain failure."""
+
+
+class BackendGuard:
+    """Calls on a backend that may fail or hang, made so that they never fail or hold up the
+    caller: each one is bounded in time, and any failure becomes a fallback value.
+
+    This is how the cache step calls its backend (any :class:`~llm_client.cache.CacheBackend`,
+    a plugin's included), and a plugin can use it the same way around a service it does not
+    trust to answer in time:
+
+    * a call that does not answer within its ``limit`` is cut, and opens an outage: while it
+      lasts, calls are skipped without waiting, except one probe per
+      :attr:`ServiceHealth.reconnect_interval` seconds;
+    * any other exception is a failure too; it is recorded in :attr:`health` (a WARNING once
+      per outage, its message redacted of secrets) but does not stop the next call from
+      trying (the backend tracks its own service);
+    * a call that answers ends the outage (one INFO line).
+
+    :param health: the outage state and its log lines.
+    """
+
+    __slots__ = ("_cut", "errors", "health", "skips")
+
+    def __init__(self, health: ServiceHealth) -> None:
+        self.health = health
+        #: Calls that failed or were cut, and calls skipped (no time left, or an outage).
+        self.errors = 0
+        self.skips = 0
+        self._cut = False  # the outage began with a call that did not answer in time
+
+    async def call(
+        self, what: str, op: Callable[[], Awaitable[_T]], *, limit: float | None, failed: _F
+    ) -> _T | _F:
+        """``await op()`` within ``limit`` seconds (``None``: no limit); ``failed`` when it
+        raises, is cut, or is skipped (``limit <= 0``, or during an outage that began with a
+        cut call, between probes). ``what`` names the operation in the log line.
+
+        :class:`asyncio.CancelledError` (the caller's own cancellation) is passed on.
+        """
+        if (limit is not None and limit <= 0) or (self._cut and not self.health.should_try()):
+            self.skips += 1
+            return failed
+        try:
+            if limit is None:
+                result = await op()
+            elif sys.version_info >= (3, 11):
+                async with asyncio.timeout(limit) as scope:
+                    try:
+                        result = await op()
+                    except Exception as exc:
+                        if scope.expired():  # cut, whatever the backend made of the cancel
+                            raise TimeoutError from exc
+                        if isinstance(exc, TimeoutError):
+                            raise _BackendError from exc  # the backend's own timeout
+                        raise
+            else:  # pragma: no cover - Python 3.10
+                result = await asyncio.wait_for(op(), limit)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.errors += 1
+            if isinstance(exc, TimeoutError):
+                self._cut = True
+                reason = f"{what}: no answer within {limit:g}s"
+            else:
+                cause = exc.__cause__ if isinstance(exc, _BackendError) else exc
+                reason = f"{what}: {type(cause).__name__}: {redact_text(str(cause))}"
+            self.health.failed(exc, reason=reason)
+            self.health.logger.debug("%s operation failed (%s)", self.health.service, reason)
+            return failed
+        self._cut = False
+        self.health.succeeded()
+        return result

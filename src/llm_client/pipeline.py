@@ -77,6 +77,8 @@ class Call:
     cache: CacheOptions = field(default_factory=CacheOptions)
     deadline: float | None = None
     timeout: float | None = None
+    #: For streams: the longest wait for the next bytes (seconds), before the first included.
+    stream_idle_timeout: float | None = None
     attempts: int | None = None
     backoff: float | None = None
     context: dict[str, object] = field(default_factory=dict)

@@ -21,7 +21,7 @@ import logging
 import sys
 import time
 from array import array
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -34,6 +34,8 @@ from .exceptions import (
     StreamInterruptedError,
     error_for_status,
 )
+from .known_secrets import remember_secret
+from .meter import meter_of
 from .result import LLMResult
 from .streaming import LLMEvent
 from .tokens import count_text_tokens
@@ -109,6 +111,8 @@ def translate(exc: BaseException) -> LLMClientError:
         return ResponseDecodeError(f"the API sent malformed JSON: {exc}")
     if isinstance(exc, openai.APIResponseValidationError):
         return ResponseDecodeError(f"the API sent an unexpected body: {exc.message}")
+    if isinstance(exc, openai.APIError):  # an error event inside a stream
+        return error_for_status(500, f"the API reported an error in the stream: {exc.message}")
     if isinstance(exc, openai.OpenAIError):
         return APIConnectionError(f"{type(exc).__name__}: {exc}")
     raise exc
@@ -117,11 +121,66 @@ def translate(exc: BaseException) -> LLMClientError:
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 # The SDK's own HTTP response class (openai >= 3 is built on httpx2), used as ``cast_to``.
+import httpx2  # noqa: E402
 from httpx2 import Response as _HTTP_RESPONSE  # noqa: E402
 
 
 def _timeout_option(options: Mapping[str, Any]) -> dict[str, Any]:
     return {"timeout": options["timeout"]} if "timeout" in options else {}
+
+
+#: The SDK's overall per-request timeout when the call has no deadline (openai.DEFAULT_TIMEOUT).
+_SDK_TIMEOUT = 600.0
+
+
+def _sdk_timeout(call: Call) -> float | httpx2.Timeout | None:
+    """The SDK's per-request timeout: the time left before the call's deadline, and for a
+    stream with ``stream_idle_timeout`` the longest wait for the next bytes (the HTTP read
+    timeout, which restarts with every chunk that arrives)."""
+    remaining = None
+    if call.deadline is not None:
+        remaining = max(0.001, call.deadline - time.monotonic())
+    idle = call.stream_idle_timeout if call.stream else None
+    if idle is None:
+        return remaining
+    total = remaining if remaining is not None else _SDK_TIMEOUT
+    return httpx2.Timeout(total, read=min(idle, total))
+
+
+async def _close_sdk_stream(stream: Any) -> None:
+    """Close an SDK stream's HTTP response (the connection goes at once), then its iterator."""
+    try:
+        await stream.close()
+    finally:
+        iterator = getattr(stream, "_iterator", None)  # AsyncStream's generator: finish it too
+        if iterator is not None:
+            await iterator.aclose()
+
+
+class _SDKEvents:
+    """The transport's events over one SDK stream.
+
+    ``aclose()`` closes the HTTP response even if nobody ever iterated (an async generator
+    that never started runs no ``finally``).
+    """
+
+    __slots__ = ("_events", "_stream")
+
+    def __init__(self, events: AsyncIterator[LLMEvent], stream: Any) -> None:
+        self._events = events
+        self._stream = stream
+
+    def __aiter__(self) -> _SDKEvents:
+        return self
+
+    def __anext__(self) -> Awaitable[LLMEvent]:
+        return self._events.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._events.aclose()  # type: ignore[attr-defined]
+        finally:
+            await _close_sdk_stream(self._stream)
 
 
 def decode_embedding(value: Any) -> list[float]:
@@ -192,6 +251,7 @@ class Transport:
             "default_headers": dict(default_headers or {}),
         }
         self.sdk = sdk if sdk is not None else self._new_sdk(http_client)
+        remember_secret(getattr(self.sdk, "api_key", None))  # redacted from errors (exceptions.py)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closer: AsyncGenerator[None, None] | None = None
 
@@ -283,23 +343,36 @@ class Transport:
         options: dict[str, Any] = {
             "extra_headers": {"x-stainless-retry-count": str(call.context.get("attempt", 0))}
         }
-        if call.deadline is not None:
-            remaining = call.deadline - time.monotonic()
-            options["timeout"] = max(0.001, remaining)
+        timeout = _sdk_timeout(call)
+        if timeout is not None:
+            options["timeout"] = timeout
+        meter = meter_of(call)
+        if meter is not None:  # from here on the server may bill the input
+            meter.sent(lambda: self._estimated_usage(call, ""))
         try:
+            reply: Reply
             if call.operation == "embeddings":
-                return await self._embeddings(call, options)
-            if call.stream:
+                reply = await self._embeddings(call, options)
+            elif call.stream:
                 if call.operation == "responses":
-                    return await self._responses_stream(call, options)
-                return await self._chat_stream(call, options)
-            if call.operation == "responses":
-                return await self._responses(call, options)
-            return await self._chat(call, options)
-        except LLMClientError:
+                    reply = await self._responses_stream(call, options)
+                else:
+                    reply = await self._chat_stream(call, options)
+            elif call.operation == "responses":
+                reply = await self._responses(call, options)
+            else:
+                reply = await self._chat(call, options)
+        except LLMClientError as exc:
+            if meter is not None:
+                meter.ended(exc.usage if isinstance(exc.usage, Usage) else None)
             raise
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            if meter is not None:
+                meter.ended(None)
             raise translate(exc) from exc
+        if meter is not None and isinstance(reply, LLMResult):
+            meter.ended(reply.usage)
+        return reply  # a stream settles the meter when it ends
 
     async def _post_json(
         self, path: str, params: Mapping[str, Any], options: dict[str, Any]
@@ -436,88 +509,125 @@ class Transport:
         )
 
     def _estimated_usage(self, call: Call, text: str) -> Usage:
+        """Our own count: the input counted before sending, the output from ``text``."""
         prompt = call.context.get("input_tokens")
-        out = count_text_tokens(text, call.profile.encoding)
-        usage = Usage(
-            input_tokens=prompt if isinstance(prompt, int) else 0,
-            output_tokens=out,
-            total_tokens=(prompt if isinstance(prompt, int) else 0) + out,
-        )
+        inp = prompt if isinstance(prompt, int) else 0
+        out = count_text_tokens(text, call.profile.encoding) if text else 0
+        usage = Usage(input_tokens=inp, output_tokens=out, total_tokens=inp + out, estimated=True)
         return price(usage, call.profile)
+
+    def _mid_stream_error(self, call: Call, exc: BaseException) -> LLMClientError:
+        """What a failure while reading a stream means for the caller."""
+        err = translate(exc)
+        if isinstance(err, APITimeoutError):
+            idle = call.stream_idle_timeout
+            if idle is not None:
+                return APITimeoutError(
+                    f"the stream sent nothing for {idle:g}s (stream_idle_timeout): the answer"
+                    " is truncated"
+                )
+            return err
+        if type(err) is APIConnectionError:
+            cause = exc.__cause__ or exc
+            detail = f"{type(cause).__name__}: {cause}".rstrip(": ")
+            return StreamInterruptedError(
+                f"the connection broke off mid-stream ({detail}): the answer is truncated"
+            )
+        return err
 
     async def _chat_stream(self, call: Call, options: dict[str, Any]) -> AsyncIterator[LLMEvent]:
         params = dict(call.params)
         params["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
         stream = await self.sdk.chat.completions.create(**params, stream=True, **options)
-        return self._chat_events(call, stream)
+        return _SDKEvents(self._chat_events(call, stream), stream)
 
     async def _chat_events(self, call: Call, stream: Any) -> AsyncIterator[LLMEvent]:
+        """Read the SDK's chunks into our events; the HTTP response is closed as soon as this
+        ends, whether the stream finished, failed, or its consumer stopped reading."""
         headers = _kept_headers(stream.response.headers)
-        yield self._meta(call)
         texts: list[str] = []
         tools: dict[int, dict[str, Any]] = {}
         finish: str | None = None
         usage: Usage | None = None
         response_id: str | None = None
         try:
-            async for chunk in stream:
-                response_id = response_id or chunk.id
-                if chunk.usage is not None:
-                    usage = parse_usage(chunk.usage, call.profile)
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta.content:
-                        texts.append(delta.content)
-                        yield LLMEvent("text_delta", {"text": delta.content})
-                    for tc in delta.tool_calls or ():
-                        slot = tools.setdefault(
-                            tc.index, {"id": None, "name": None, "arguments": ""}
-                        )
-                        fn = tc.function
-                        if tc.id:
-                            slot["id"] = tc.id
-                        if fn is not None and fn.name:
-                            slot["name"] = fn.name
-                        if fn is not None and fn.arguments:
-                            slot["arguments"] += fn.arguments
-                        yield LLMEvent(
-                            "tool_call_delta",
-                            {
-                                "index": tc.index,
-                                "id": tc.id,
-                                "name": fn.name if fn else None,
-                                "arguments": fn.arguments if fn else None,
-                            },
-                        )
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
-        except (openai.OpenAIError, json.JSONDecodeError) as exc:
-            err = translate(exc)
-            async for event in self._stream_failed(call, err, usage, texts, headers):
-                yield event
-            return
-        if finish is None:
-            err = StreamInterruptedError(
-                "the stream ended before the model finished (no finish_reason): the answer"
-                " is truncated"
+            yield self._meta(call)
+            try:
+                while True:
+                    try:
+                        chunk = await stream.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    response_id = response_id or chunk.id
+                    if chunk.usage is not None:
+                        usage = parse_usage(chunk.usage, call.profile)
+                    for choice in chunk.choices:
+                        delta = choice.delta
+                        if delta.content:
+                            texts.append(delta.content)
+                            yield LLMEvent("text_delta", {"text": delta.content})
+                        for tc in delta.tool_calls or ():
+                            slot = tools.setdefault(
+                                tc.index, {"id": None, "name": None, "arguments": ""}
+                            )
+                            fn = tc.function
+                            if tc.id:
+                                slot["id"] = tc.id
+                            if fn is not None and fn.name:
+                                slot["name"] = fn.name
+                            if fn is not None and fn.arguments:
+                                slot["arguments"] += fn.arguments
+                            yield LLMEvent(
+                                "tool_call_delta",
+                                {
+                                    "index": tc.index,
+                                    "id": tc.id,
+                                    "name": fn.name if fn else None,
+                                    "arguments": fn.arguments if fn else None,
+                                },
+                            )
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
+            except (openai.OpenAIError, json.JSONDecodeError) as exc:
+                err = self._mid_stream_error(call, exc)
+                async for event in self._stream_failed(call, err, usage, texts, headers):
+                    yield event
+                return
+            if finish is None:
+                err = StreamInterruptedError(
+                    "the stream ended before the model finished (no finish_reason): the answer"
+                    " is truncated"
+                )
+                async for event in self._stream_failed(call, err, usage, texts, headers):
+                    yield event
+                return
+            if usage is None:
+                log.warning("stream finished without a usage chunk; usage is estimated")
+                usage = self._estimated_usage(call, "".join(texts))
+            meter = meter_of(call)
+            if meter is not None:
+                meter.ended(usage)
+            yield LLMEvent("usage", usage.to_dict())
+            result = self._result(
+                call,
+                output="".join(texts),
+                usage=usage,
+                tool_calls=tuple(tools[i] for i in sorted(tools)),
+                finish_reason=finish,
+                response_id=response_id,
+                headers=headers,
             )
-            async for event in self._stream_failed(call, err, usage, texts, headers):
-                yield event
-            return
-        if usage is None:
-            log.warning("stream finished without a usage chunk; usage is estimated")
-            usage = self._estimated_usage(call, "".join(texts))
-        yield LLMEvent("usage", usage.to_dict())
-        result = self._result(
-            call,
-            output="".join(texts),
-            usage=usage,
-            tool_calls=tuple(tools[i] for i in sorted(tools)),
-            finish_reason=finish,
-            response_id=response_id,
-            headers=headers,
-        )
-        yield LLMEvent("done", result.to_dict(), result)
+            yield LLMEvent("done", result.to_dict(), result)
+        finally:
+            self._left_early(call, usage, texts)
+            await _close_sdk_stream(stream)
+
+    def _left_early(self, call: Call, usage: Usage | None, texts: list[str]) -> None:
+        """A stream that ends without its final event (cut by the deadline, or its consumer
+        stopped): leave the best estimate of its usage on the call's meter."""
+        meter = meter_of(call)
+        if meter is not None and meter.open:
+            meter.update(usage or self._estimated_usage(call, "".join(texts)))
 
     async def _stream_failed(
         self,
@@ -527,76 +637,95 @@ class Transport:
         texts: list[str],
         headers: Mapping[str, str],
     ) -> AsyncIterator[LLMEvent]:
-        if usage is None and texts:
+        if usage is None and texts:  # the server billed what it sent: count it, never 0
             usage = self._estimated_usage(call, "".join(texts))
         err.usage = usage
         err.headers = dict(headers)
+        meter = meter_of(call)
+        if meter is not None:
+            meter.ended(usage)
         result = LLMResult.from_error(
             err,
             params=call.params,
             operation=call.operation,
             model=str(call.params.get("model", call.profile.model_name)),
-        ).replace(output="".join(texts) or None)
+        ).replace(output="".join(texts) or None, headers=dict(headers))
         yield LLMEvent("error", {"status": result.status, "error": result.error}, result)
 
     async def _responses_stream(
         self, call: Call, options: dict[str, Any]
     ) -> AsyncIterator[LLMEvent]:
         stream = await self.sdk.responses.create(**call.params, stream=True, **options)
-        return self._responses_events(call, stream)
+        return _SDKEvents(self._responses_events(call, stream), stream)
 
     async def _responses_events(self, call: Call, stream: Any) -> AsyncIterator[LLMEvent]:
+        """As :meth:`_chat_events`, for the Responses API's typed events."""
         headers = _kept_headers(stream.response.headers)
-        yield self._meta(call)
         texts: list[str] = []
         final: Mapping[str, Any] | None = None
         failure: LLMClientError | None = None
         usage: Usage | None = None
         try:
-            async for event in stream:
-                kind = getattr(event, "type", "")
-                if kind == "response.output_text.delta":
-                    texts.append(event.delta)
-                    yield LLMEvent("text_delta", {"text": event.delta})
-                elif kind == "response.function_call_arguments.delta":
-                    yield LLMEvent(
-                        "tool_call_delta",
-                        {
-                            "index": event.output_index,
-                            "id": event.item_id,
-                            "arguments": event.delta,
-                        },
-                    )
-                elif kind in ("response.completed", "response.incomplete"):
-                    final = event.response.model_dump(mode="json")
-                    break
-                elif kind == "response.failed":
-                    body = event.response.model_dump(mode="json")
-                    usage = parse_usage(body.get("usage"), call.profile)
-                    failure = error_for_status(
-                        500,
-                        _error_message({"error": body.get("error") or {}}, "the response failed"),
-                    )
-                    break
-                elif kind == "error":
-                    failure = error_for_status(
-                        500,
-                        f"the API reported an error in the stream: {getattr(event, 'message', '')}",
-                    )
-                    break
-        except (openai.OpenAIError, json.JSONDecodeError) as exc:
-            failure = translate(exc)
-        if failure is None and final is None:
-            failure = StreamInterruptedError(
-                "the stream ended before response.completed: the answer is truncated"
-            )
-        if failure is not None:
-            async for ev in self._stream_failed(call, failure, usage, texts, headers):
-                yield ev
-            return
-        assert final is not None
-        result = self._responses_result(call, final, headers)
-        if result.finish_reason not in ("stop", "tool_calls"):
-            log.info("response incomplete: %s", result.finish_reason)
-        yield LLMEvent("usage", result.usage.to_dict())
-        yield LLMEvent("done", result.to_dict(), result)
+            yield self._meta(call)
+            try:
+                while True:
+                    try:
+                        event = await stream.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    kind = getattr(event, "type", "")
+                    if kind == "response.output_text.delta":
+                        texts.append(event.delta)
+                        yield LLMEvent("text_delta", {"text": event.delta})
+                    elif kind == "response.function_call_arguments.delta":
+                        yield LLMEvent(
+                            "tool_call_delta",
+                            {
+                                "index": event.output_index,
+                                "id": event.item_id,
+                                "arguments": event.delta,
+                            },
+                        )
+                    elif kind in ("response.completed", "response.incomplete"):
+                        final = event.response.model_dump(mode="json")
+                        break
+                    elif kind == "response.failed":
+                        body = event.response.model_dump(mode="json")
+                        usage = parse_usage(body.get("usage"), call.profile)
+                        failure = error_for_status(
+                            500,
+                            _error_message(
+                                {"error": body.get("error") or {}}, "the response failed"
+                            ),
+                        )
+                        break
+                    elif kind == "error":
+                        failure = error_for_status(
+                            500,
+                            "the API reported an error in the stream:"
+                            f" {getattr(event, 'message', '')}",
+                        )
+                        break
+            except (openai.OpenAIError, json.JSONDecodeError) as exc:
+                failure = self._mid_stream_error(call, exc)
+            if failure is None and final is None:
+                failure = StreamInterruptedError(
+                    "the stream ended before response.completed: the answer is truncated"
+                )
+            if failure is not None:
+                async for ev in self._stream_failed(call, failure, usage, texts, headers):
+                    yield ev
+                return
+            assert final is not None
+            result = self._responses_result(call, final, headers)
+            if result.finish_reason not in ("stop", "tool_calls"):
+                log.info("response incomplete: %s", result.finish_reason)
+            usage = result.usage
+            meter = meter_of(call)
+            if meter is not None:
+                meter.ended(usage)
+            yield LLMEvent("usage", usage.to_dict())
+            yield LLMEvent("done", result.to_dict(), result)
+        finally:
+            self._left_early(call, usage, texts)
+            await _close_sdk_stream(stream)

@@ -42,6 +42,9 @@ class Usage:
     ``output_tokens`` includes ``reasoning_tokens``. Costs are USD: ``input_cost`` covers the
     input not read from the prompt cache (cache writes included), ``cached_input_cost`` the
     input that was. ``saved_cost`` is what a cache hit did not spend.
+    ``estimated`` is true when some of these numbers are our count rather than the server's:
+    a call cut short (by its deadline, or a stream that broke off) bills tokens that the server
+    never reported, so the input is counted locally and the output from the text that arrived.
     """
 
     input_tokens: int = 0
@@ -54,6 +57,7 @@ class Usage:
     cached_input_cost: float = 0.0
     output_cost: float = 0.0
     saved_cost: float = 0.0
+    estimated: bool = False
 
     @property
     def total_cost(self) -> float:
@@ -71,6 +75,7 @@ class Usage:
             cached_input_cost=self.cached_input_cost + other.cached_input_cost,
             output_cost=self.output_cost + other.output_cost,
             saved_cost=self.saved_cost + other.saved_cost,
+            estimated=self.estimated or other.estimated,
         )
 
     def as_saved(self) -> Usage:
@@ -100,11 +105,15 @@ class Usage:
             "output_cost": self.output_cost,
             "saved_cost": self.saved_cost,
             "total_cost": self.total_cost,
+            "estimated": self.estimated,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
-        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
+        values = {k: v for k, v in data.items() if k in _FIELDS}
+        if "estimated" in values:
+            values["estimated"] = values["estimated"] is True
+        return cls(**values)
 
 
 _FIELDS = frozenset(f.name for f in fields(Usage))

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from llm_client.cache import CacheEntry, MemoryCache, cache_key
+from llm_client.clock import ManualClock
 from llm_client.exceptions import BadRequestError, ConfigurationError, RateLimitError, ServerError
+from llm_client.known_secrets import remember_secret
 from llm_client.middleware.cache import CacheMiddleware
 from llm_client.models import GPT5Nano, TextEmbedding3Small
 from llm_client.pipeline import CacheOptions, Call, Pipeline, Reply
@@ -114,8 +116,25 @@ class Stub:
 
 
 async def run(mw: CacheMiddleware, call: Call, next: Callable[[Call], Awaitable[Reply]]) -> Any:
-    reply = await mw(call, next)
-    return reply
+    """One call; then wait for its background store, so the test can look at the backend."""
+    try:
+        reply = await mw(call, next)
+    except BaseException:
+        await mw.flush()
+        raise
+    if isinstance(reply, LLMResult):
+        await mw.flush()
+        return reply
+    return _flushed(mw, reply)
+
+
+async def _flushed(mw: CacheMiddleware, events: AsyncIterator[LLMEvent]) -> AsyncIterator[LLMEvent]:
+    try:
+        async for event in events:
+            yield event
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+        await mw.flush()
 
 
 async def drain(reply: Reply) -> list[LLMEvent]:
@@ -433,7 +452,10 @@ class FlakyBackend(MemoryCache):
         self.broken = True
         self.hang = False
 
+    calls = 0
+
     async def _check(self) -> None:
+        self.calls += 1
         if self.hang:
             await asyncio.sleep(10)
         if self.broken:
@@ -467,7 +489,7 @@ async def test_backend_failures_never_fail_a_call_and_warn_once_per_outage(
         assert "hunter2" not in caplog.text
         backend.broken = False
         await run(mw, make_call(), stub)  # works again: stored
-        assert any("works again" in r.message for r in caplog.records)
+        assert any("reachable again" in r.message for r in caplog.records)
         assert (await run(mw, make_call(), stub)).cached
         backend.broken = True
         await run(mw, make_call(), stub)
@@ -484,6 +506,90 @@ async def test_a_hanging_backend_times_out_into_a_miss(caplog: pytest.LogCapture
         result = await asyncio.wait_for(run(mw, make_call(), Stub()), 2)
     assert result.ok
     assert "no answer within 0.05s" in caplog.text
+
+
+class SlowWrites(MemoryCache):
+    """A backend whose writes wait until the test lets them through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.writing = 0
+
+    async def put(self, entry: CacheEntry, *, ttl: float | None = None) -> None:
+        self.writing += 1
+        await self.release.wait()
+        await super().put(entry, ttl=ttl)
+
+
+async def test_storing_never_delays_the_answer_and_close_flushes() -> None:
+    backend, stub = SlowWrites(), Stub()
+    mw = CacheMiddleware(backend)
+    # no flush here: the answer must come back while its write is still held up
+    first = await asyncio.wait_for(mw(make_call(), stub), 10)
+    assert isinstance(first, LLMResult) and first.ok and not first.cached
+    streamed = make_call([{"role": "user", "content": "a stream"}], stream=True)
+    events = await asyncio.wait_for(drain(await mw(streamed, stub)), 10)
+    assert events[-1].type == "done"
+    await asyncio.sleep(0)
+    assert backend.writing == 2 and mw.stats()["pending_stores"] == 2
+    # a call right behind the first one is answered from the pending write: no second request
+    second = await mw(make_call(), stub)
+    assert isinstance(second, LLMResult) and second.cached and second.output == first.output
+    assert len(stub.calls) == 2
+    backend.release.set()
+    await mw.flush()
+    assert mw.stats()["pending_stores"] == 0 and mw.stats()["stores"] == 2
+    assert (await backend.stats())["entries"] == 2
+
+
+async def test_flush_gives_up_on_a_backend_that_never_answers() -> None:
+    backend = SlowWrites()
+    mw = CacheMiddleware(backend, backend_timeout=None)
+    await mw(make_call(), Stub())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(mw.flush(timeout=0.05), 10)
+    assert mw.stats()["pending_stores"] == 0 and mw.stats()["stores"] == 0
+
+
+async def test_pending_writes_are_bounded() -> None:
+    backend, stub = SlowWrites(), Stub()
+    mw = CacheMiddleware(backend, max_pending_stores=3)
+    for i in range(5):
+        await mw(make_call([{"role": "user", "content": f"q{i}"}]), stub)
+    assert mw.stats()["pending_stores"] == 3 and mw.stats()["stores_dropped"] == 2
+    backend.release.set()
+    await mw.flush()
+    assert (await backend.stats())["entries"] == 3
+
+
+async def test_a_cut_opens_an_outage_that_skips_the_backend_until_a_probe_answers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock()
+    backend = FlakyBackend()
+    backend.broken = False
+    backend.hang = True
+    mw = CacheMiddleware(backend, reconnect_interval=5.0, clock=clock)
+    deadline = time.monotonic() + 0.2  # the read may take half of it
+    with caplog.at_level(logging.INFO, logger="llm_client.middleware.cache"):
+        call = make_call().replace(deadline=deadline)
+        result = await asyncio.wait_for(run(mw, call, Stub()), 10)
+        assert result.ok and not result.cached
+        assert mw.stats()["backend_errors"] == 1  # the read was cut
+        assert mw.stats()["backend_skips"] == 1  # and the write did not wait for the backend
+        hung = backend.calls
+        for _ in range(3):  # the outage is open: nobody waits for the backend now
+            assert (await run(mw, make_call(), Stub())).ok
+        assert backend.calls == hung and mw.stats()["backend_skips"] >= 6
+        backend.hang = False
+        clock.advance(5.0)  # one probe goes through, answers, and ends the outage
+        await run(mw, make_call(), Stub())
+        assert backend.calls > hung
+        assert (await run(mw, make_call(), Stub())).cached
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "get: no answer within" in warnings[0]
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
 
 
 async def test_unkeyable_parameters_bypass_the_cache(caplog: pytest.LogCaptureFixture) -> None:
@@ -505,21 +611,43 @@ def test_bad_configuration() -> None:
 # --- secrets -------------------------------------------------------------------------------------
 
 
-async def test_stored_entries_hold_no_secrets() -> None:
-    secret = "sk-proj-" + "A1b2C3d4" * 4
+async def test_credentials_never_enter_an_entry_and_answers_are_kept_as_they_are() -> None:
     backend = MemoryCache()
     call = make_call().replace(
         params={
             "model": "gpt-5-nano",
-            "messages": [{"role": "user", "content": f"my key is {secret}"}],
-            "extra_headers": {"Authorization": "Bearer " + secret},
-            "api_key": secret,
+            "messages": [{"role": "user", "content": "Authorization: Bearer abc123def456ghi789"}],
+            "extra_headers": {"Authorization": "Bearer sk-proj-" + "A1b2C3d4" * 4},
+            "api_key": "sk-proj-" + "A1b2C3d4" * 4,
         }
     )
-    await run(CacheMiddleware(backend), call, Stub())
-    dumped = json.dumps([e.to_dict() async for e in backend.export()])
-    assert secret not in dumped
-    assert "Authorization" not in dumped and "api_key" not in dumped
+    stub = Stub()
+    mw = CacheMiddleware(backend)
+    miss = await run(mw, call, stub)
+    [entry] = [e async for e in backend.export()]
+    assert set(entry.value["params"]) == {"model", "messages"}  # by construction
+    assert entry.value["output"] == miss.output == answer_for(call)  # not rewritten
+    hit = await run(mw, call, stub)
+    assert hit.cached and hit.output == miss.output
+
+
+async def test_an_answer_holding_a_registered_key_is_not_stored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "sk-proj-" + "Z9y8X7w6" * 4
+    remember_secret(secret)
+    backend = MemoryCache()
+    mw = CacheMiddleware(backend)
+    stub = Stub()
+    with caplog.at_level(logging.DEBUG, logger="llm_client.middleware.cache"):
+        for text in (f"my key is {secret}", f"again {secret}"):
+            result = await run(mw, make_call([{"role": "user", "content": text}]), stub)
+            assert result.output == "answer to " + text  # returned unchanged
+    assert [e async for e in backend.export()] == []
+    assert mw.stats()["refused"] == 2 and mw.stats()["stores"] == 0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "API key" in warnings[0].getMessage()
+    assert secret not in caplog.text
 
 
 # --- streaming -----------------------------------------------------------------------------------

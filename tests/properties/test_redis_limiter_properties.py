@@ -11,8 +11,10 @@ deleted at the end. Checked after every step and at the end:
   schedule said: ``max(now, previous admission, when each dimension has room)``, so its wait
   is what was queued ahead of it over the rate;
 * a request larger than the per-minute limit fails at once and leaves Redis untouched;
-* a waiter cancelled while it is the latest reservation leaves no trace in Redis; any other
-  cancelled waiter never lifts the level (its slot is skipped, never over budget).
+* a cancelled waiter gives its slot back, whichever it was: its reservation leaves the
+  schedule's pending list, no slot is lost, and the schedule is always its base replayed
+  through that list, so it stands as if the cancelled call had never been made (a latest
+  reservation cancelled before anything else happened leaves Redis exactly as it was).
 
 Skipped when Redis is unreachable, unless ``LLM_CLIENT_REQUIRE_SERVICES=1``.
 """
@@ -152,6 +154,7 @@ class RedisLimiterMachine(RuleBasedStateMachine):
             key=self.key,
             clock=self.clock,
             server_clock=self.clock,
+            command_timeout=30.0,  # a loaded test machine must not look like an outage
         )
         self.raw = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
         stats = self.limiter.stats()
@@ -177,6 +180,14 @@ class RedisLimiterMachine(RuleBasedStateMachine):
 
     def seq_in_redis(self) -> int:
         return int(self.run(self.raw.hget(f"{{{self.key}}}:state", "seq")) or 0)
+
+    def pending(self) -> list[list[str]]:
+        """The schedule's pending entries: kind, seq, m_t, m_r, d_t, d_r."""
+        entries = self.run(self.raw.lrange(f"{{{self.key}}}:pending", 0, -1))
+        return [e.split(" ") for e in entries]
+
+    def reservation_pending(self, call: Call) -> bool:
+        return any(e[0] == "r" and int(e[1]) == call.reserved_seq for e in self.pending())
 
     def settle(self) -> None:
         """Run the loop until every call is parked on the fake clock or its release."""
@@ -285,33 +296,52 @@ class RedisLimiterMachine(RuleBasedStateMachine):
             "error": ServerError("boom"),
         }.get(how)
         seen = len(self.limiter.settlements)
+        level_t, level_r = self.run(self.limiter.levels())
         assert call.release is not None
         call.release.set_result(Release(used, refund=how == "refund", error=error))
         self.settle()
         assert call.task is not None and call.task.done()
         for at, credit_t, credit_r in self.limiter.settlements[seen:]:
+            # a refund never credits more than the room the bucket had
+            assert credit_t <= max(0.0, self.limiter._cap_t() - level_t) * (1 + TOL) + TOL
+            assert credit_r <= max(0.0, self.limiter._cap_r() - level_r) * (1 + TOL) + TOL
             self.events.append((at, -credit_t if credit_t > 0 else 0.0, -credit_r, 0.0))
 
     @precondition(lambda self: any(True for _ in self.waiting()))
     @rule(data=st.data())
     def cancel_waiter(self, data: st.DataObject) -> None:
         call = data.draw(st.sampled_from(self.waiting()), label="call")
-        latest = self.seq_in_redis() == call.reserved_seq  # nothing reserved or settled since
+        untouched = self.seq_in_redis() == call.reserved_seq  # nothing happened since
+        self.cancel([call])
+        event("cancelled the latest reservation" if untouched else "cancelled an earlier one")
+        if untouched:  # exactly as if it had never come (but for float rounding)
+            assert self.state() == pytest.approx(call.before, rel=1e-12)
+
+    @precondition(lambda self: len(self.waiting()) >= 2)
+    @rule(data=st.data())
+    def cancel_together(self, data: st.DataObject) -> None:
+        """Several waiters cancelled at once (a batch hitting its timeout)."""
+        calls = data.draw(
+            st.lists(st.sampled_from(self.waiting()), min_size=2, unique=True), label="calls"
+        )
+        self.cancel(calls)
+
+    def cancel(self, calls: list[Call]) -> None:
         before = self.state()
         lost = self.limiter.stats()["lost_slots"]
-        call.cancelled = True
-        assert call.task is not None
-        call.task.cancel()
+        assert all(self.reservation_pending(c) for c in calls)
+        for call in calls:
+            call.cancelled = True
+            assert call.task is not None
+            call.task.cancel()
         self.settle()
-        assert call.admitted_at is None
         after = self.state()
-        event("cancelled the latest reservation" if latest else "cancelled an earlier one")
-        if latest:
-            assert after == call.before  # exactly as if it had never come
-            assert self.limiter.stats()["lost_slots"] == lost
-        else:
-            assert after == before  # nothing credited: its slot is skipped
-            assert self.limiter.stats()["lost_slots"] == lost + 1
+        for call in calls:
+            assert call.admitted_at is None
+            assert not self.reservation_pending(call)  # its slot is given back
+        assert self.limiter.stats()["lost_slots"] == lost
+        for key in ("tt", "tr", "last"):  # the schedule ends no later than before
+            assert after[key] <= before[key] + TOL
 
     @precondition(lambda self: any(True for _ in self.running()))
     @rule(data=st.data())
@@ -387,6 +417,31 @@ class RedisLimiterMachine(RuleBasedStateMachine):
         assert level_r <= self.limiter._cap_r() * (1 + TOL)
 
     @invariant()
+    def schedule_is_its_pending_list(self) -> None:
+        """The end of the schedule is its base replayed through the pending entries, and
+        every waiter's reservation is among them: a cancellation can give any one back."""
+        if self.raw is None:
+            return
+        raw = self.run(self.raw.hgetall(f"{{{self.key}}}:state"))
+        if not raw:
+            assert not self.pending()
+            return
+        # with nothing pending the base is the end itself, and is not stored
+        t, r, last = (
+            float(raw.get(b, raw[e])) for b, e in (("bt", "tt"), ("br", "tr"), ("bl", "last"))
+        )
+        for kind, _seq, mt, mr, dt, dr in self.pending():
+            t = max(t, float(mt)) + float(dt)
+            r = max(r, float(mr)) + float(dr)
+            if kind == "r":
+                last = float(mt)
+        # (a refund computes the end in closed form, so allow for float rounding)
+        end = (float(raw["tt"]), float(raw["tr"]), float(raw["last"]))
+        assert (t, r, last) == pytest.approx(end, rel=1e-12)
+        for c in self.waiting():
+            assert c.reserved_seq >= 0 and self.reservation_pending(c)
+
+    @invariant()
     def fifo(self) -> None:
         admitted = [c.admitted_at for c in self.calls if c.admitted_at is not None]
         assert admitted == sorted(admitted)
@@ -412,7 +467,7 @@ class RedisLimiterMachine(RuleBasedStateMachine):
             if self.raw is not None:
                 self.run(asyncio.sleep(0))
                 self.run(self.limiter.aclose())
-                self.run(self.raw.delete(f"{{{self.key}}}:state", f"{{{self.key}}}:members"))
+                self.run(self.raw.delete(*self.limiter._keys))
                 self.run(self.raw.aclose())
             self.loop.close()
 

@@ -646,3 +646,73 @@ async def test_identifier_longer_than_the_index_allows_is_cached(backend: Postgr
     assert key in exported
     assert await backend.delete(key)
     assert await backend.get(key) is None
+
+
+# -- a locked table, through the client ------------------------------------------------------
+
+
+async def test_locked_table_every_call_is_answered_within_its_deadline(
+    pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another session holds ACCESS EXCLUSIVE on the cache table (a migration, VACUUM FULL)."""
+    from llm_client import GPT5Nano, OpenAIClient
+    from llm_client.testing import FakeOpenAI, expected_text
+
+    caplog.set_level(logging.INFO)
+    table = _unique("locked")
+    async with FakeOpenAI() as server:
+        client = OpenAIClient(
+            GPT5Nano,
+            cache_backend="postgres",
+            pg_dsn=pg_dsn,
+            cache_collection=table,
+            base_url=server.base_url,
+            api_key="sk-test",
+            rate_limit_backend=None,
+            timeout=5,
+        )
+        locker = await asyncpg.connect(pg_dsn)
+        try:
+            await client.warm_cache()  # the table exists
+            lock = locker.transaction()
+            await lock.start()
+            await locker.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+            try:
+                asks = [[{"role": "user", "content": f"question {i}"}] for i in range(40)]
+                results = await asyncio.gather(
+                    *(client.get_response(messages=msgs) for msgs in asks)
+                )
+                later = [await client.get_response(messages=msgs) for msgs in asks[:5]]
+            finally:
+                await lock.rollback()
+            for msgs, result in zip([*asks, *asks[:5]], [*results, *later], strict=True):
+                assert result["status"] == 200, result["error"]
+                assert result["output"] == expected_text(msgs)
+            stats = client.stats()["cache"]
+            assert stats["backend_errors"] >= 1 and stats["backend_skips"] >= 1
+            warnings = [
+                r.getMessage()
+                for r in caplog.records
+                if r.levelno == logging.WARNING and r.name == "llm_client.middleware.cache"
+            ]
+            assert len(warnings) == 1 and "no answer within" in warnings[0], warnings
+        finally:
+            await client.close()
+            await locker.execute(f'DROP TABLE IF EXISTS "{table}"')
+            await locker.close()
+
+
+async def test_mirror_pool_waits_instead_of_reporting_an_outage(
+    backends: Backends, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    backend = backends.make(redis_max_connections=2)
+    await asyncio.gather(*(backend.put(_entry(f"k{i}")) for i in range(50)))
+    found = await asyncio.gather(*(backend.get(f"k{i % 50}") for i in range(300)))
+    assert all(entry is not None for entry in found)
+    stats = await backend.stats()
+    assert stats["redis_failures"] == 0 and stats["redis_up"] and stats["errors"] == 0
+    assert stats["redis_hits"] == 300
+    assert backend._mirror is not None
+    assert backend._mirror._redis().connection_pool.max_connections == 2
+    assert "unavailable" not in caplog.text

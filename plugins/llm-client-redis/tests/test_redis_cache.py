@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -367,3 +368,111 @@ async def test_server_stopped_and_restarted_mid_run(
         infos = _records(caplog, logging.INFO)
         assert len(infos) == 1 and "reachable again" in infos[0]
         assert backend.health.up
+
+
+# -- a hung Redis, through the client --------------------------------------------------------
+
+
+def _cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name == "llm_client.middleware.cache"
+    ]
+
+
+async def test_frozen_redis_every_call_is_answered_within_its_deadline(
+    throwaway_redis: ThrowawayRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGSTOP leaves connections open and unanswered: the worst kind of outage."""
+    from llm_client import GPT5Nano, OpenAIClient
+    from llm_client.testing import FakeOpenAI, expected_text
+
+    caplog.set_level(logging.INFO)
+    assert throwaway_redis.proc is not None
+    async with FakeOpenAI() as server:
+        client = OpenAIClient(
+            GPT5Nano,
+            cache_backend="redis",
+            redis_url=throwaway_redis.url,
+            base_url=server.base_url,
+            api_key="sk-test",
+            rate_limit_backend=None,
+            timeout=5,
+        )
+        try:
+            warm = await client.get_response(messages=[{"role": "user", "content": "warm"}])
+            assert warm["status"] == 200
+            os.kill(throwaway_redis.proc.pid, signal.SIGSTOP)
+            try:
+                asks = [[{"role": "user", "content": f"question {i}"}] for i in range(40)]
+                results = await asyncio.gather(
+                    *(client.get_response(messages=msgs) for msgs in asks)
+                )
+                later = [await client.get_response(messages=msgs) for msgs in asks[:5]]
+            finally:
+                os.kill(throwaway_redis.proc.pid, signal.SIGCONT)
+            for msgs, result in zip([*asks, *asks[:5]], [*results, *later], strict=True):
+                assert result["status"] == 200, result["error"]
+                assert result["output"] == expected_text(msgs)
+            stats = client.stats()["cache"]
+            assert stats["backend_errors"] >= 1
+            assert stats["backend_skips"] >= 1  # the outage was noticed: no more waiting
+            warnings = _cache_warnings(caplog)
+            assert len(warnings) == 1 and "no answer within" in warnings[0], warnings
+        finally:
+            await client.close()
+
+
+# -- a busy pool is not an outage ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate_limit_backend", ["local", "redis"])
+async def test_more_concurrent_calls_than_connections_wait_for_one(
+    backends: Backends, caplog: pytest.LogCaptureFixture, rate_limit_backend: str
+) -> None:
+    from llm_client import GPT5Nano, OpenAIClient
+    from llm_client.testing import FakeOpenAI, expected_text
+
+    caplog.set_level(logging.INFO)
+    async with FakeOpenAI() as server:
+        client = OpenAIClient(
+            GPT5Nano,
+            cache_backend="redis",
+            redis_url=backends.url,
+            redis_prefix=backends.prefix,
+            redis_max_connections=4,
+            rate_limit_backend=rate_limit_backend,
+            requests_per_minute=1_000_000,
+            tokens_per_minute=1_000_000_000,
+            base_url=server.base_url,
+            api_key="sk-test",
+        )
+        try:
+            asks = [[{"role": "user", "content": f"pool {i % 150}"}] for i in range(300)]
+            results = await asyncio.gather(*(client.get_response(messages=m) for m in asks))
+            assert all(r["status"] == 200 for r in results)
+            assert [r["output"] for r in results] == [expected_text(m) for m in asks]
+            stats = client.stats()["cache"]
+            assert stats["backend_errors"] == 0, stats
+            assert server.count("chat") == 150  # every repeat was a hit or shared an answer
+            pool = client.cache._redis().connection_pool
+            assert pool.max_connections == 4
+            if rate_limit_backend == "redis":
+                limiter = client.limiter
+                assert limiter._redis().connection_pool.max_connections == 4
+                assert limiter.stats()["fallback_calls"] == 0
+                assert limiter.stats()["redis_failures"] == 0
+        finally:
+            await client.close()
+            if rate_limit_backend == "redis":  # the model's shared budget: leave no trace
+                raw = aioredis.Redis.from_url(backends.url)
+                shared = f"{{llm_client:ratelimit:{GPT5Nano.model_name}}}"
+                await raw.delete(f"{shared}:state", f"{shared}:members")
+                await raw.aclose()
+    assert "unavailable" not in caplog.text
+
+
+def test_pool_size_is_checked() -> None:
+    with pytest.raises(ConfigurationError, match="redis_max_connections"):
+        RedisCache("redis://127.0.0.1:1/0", redis_max_connections=0)

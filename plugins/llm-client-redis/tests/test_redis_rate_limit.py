@@ -3,8 +3,9 @@
 The server comes from ``REDIS_URL`` (default: the local one). When it is not reachable the
 tests are skipped, unless ``LLM_CLIENT_REQUIRE_SERVICES=1`` turns that into a failure. Each
 test uses its own key and removes it afterwards. Outages are real: a closed port, and a TCP
-proxy in front of Redis that a test stops and starts again. The state-machine test of the
-same limiter lives in ``tests/properties/test_redis_limiter_properties.py``.
+proxy in front of Redis that a test stops and starts again, and a private redis-server that a
+test freezes with SIGSTOP. The state-machine test of the same limiter lives in
+``tests/properties/test_redis_limiter_properties.py``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import itertools
 import json
 import logging
 import os
+import random
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -63,7 +67,8 @@ async def key(redis_url: str) -> AsyncIterator[str]:
     yield name
     raw = aioredis.Redis.from_url(redis_url)
     try:
-        await raw.delete(f"{{{name}}}:state", f"{{{name}}}:members")
+        parts = ("state", "members", "pending", "kt", "kr")
+        await raw.delete(*(f"{{{name}}}:{part}" for part in parts))
     finally:
         await raw.aclose()
 
@@ -77,6 +82,7 @@ def _closed_port() -> int:
 def make(url: str, key: str, **kw: Any) -> RedisLimiter:
     kw.setdefault("tokens_per_minute", 60_000)  # 1,000 tokens/s
     kw.setdefault("requests_per_minute", 60_000)
+    kw.setdefault("command_timeout", 30.0)  # a loaded test machine must not look like an outage
     return RedisLimiter(redis_url=url, key=key, **kw)
 
 
@@ -292,6 +298,151 @@ async def test_cancelled_waiter_gives_its_reservation_back(redis_url: str, key: 
         await limiter.aclose()
 
 
+async def test_a_slot_that_has_come_cannot_be_given_back(redis_url: str, key: str) -> None:
+    # A cancellation that reaches Redis after the reservation's slot has come (the caller was
+    # cancelled while its reservation was on the wire) finds nothing to undo: the slot counts
+    # as lost and the schedule is left as it was.
+    clock = ManualClock(1000.0)
+    limiter = make(redis_url, key, burst_seconds=0.1, clock=clock, server_clock=clock)
+    raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with limiter.limit(60):
+            pass
+        clock.advance(0.01)
+        async with limiter.limit(10):
+            pass  # the first reservation's slot has come: it leaves the pending list
+        before = await raw.hgetall(f"{{{key}}}:state")
+        limiter._give_back(1)
+        await limiter.flush()
+        assert limiter.stats()["lost_slots"] == 1
+        after = await raw.hgetall(f"{{{key}}}:state")
+        assert {k: after[k] for k in ("tt", "tr", "last")} == {
+            k: before[k] for k in ("tt", "tr", "last")
+        }
+        assert (await limiter.levels())[0] == pytest.approx(100 - 60 + 10 - 10)
+    finally:
+        await raw.aclose()
+        await limiter.aclose()
+
+
+async def _park(limiter: RedisLimiter, waiters: int, in_flight: int | None = None) -> None:
+    """Run the loop until ``waiters`` callers sleep until their slots (and ``in_flight`` run)."""
+    for _ in range(2000):
+        stats = limiter.stats()
+        if (
+            stats["waiters"] == waiters
+            and in_flight in (None, stats["in_flight"])
+            and not limiter._background
+        ):
+            return
+        await asyncio.sleep(0.001)
+    pytest.fail(f"expected {waiters} waiters, found {limiter.stats()['waiters']}")
+
+
+@pytest.mark.parametrize(("cancelled", "order"), [(78, "fifo"), (300, "fifo"), (300, "random")])
+async def test_cancelled_waiters_give_their_slots_back(
+    redis_url: str, key: str, cancelled: int, order: str
+) -> None:
+    # 600 RPM: 10 requests a second, a burst of 10. Ten calls run and drain the burst, so a
+    # next call is due 0.1 s later. Had it come after `cancelled` waiters that were then
+    # cancelled (a batch hitting its timeout cancels them oldest first), it used to queue
+    # behind all their dead slots but the latest: 28.3 s for 300, 7.6 s for 78.
+    clock = ManualClock(1000.0)
+    limiter = make(
+        redis_url,
+        key,
+        tokens_per_minute=6_000_000,
+        requests_per_minute=600,
+        clock=clock,
+        server_clock=clock,
+    )
+    hold = asyncio.Event()
+
+    async def call() -> None:
+        async with limiter.limit(1):
+            await hold.wait()
+
+    try:
+        running = [asyncio.create_task(call()) for _ in range(10)]
+        await _park(limiter, 0, in_flight=10)
+        waiting = [asyncio.create_task(call()) for _ in range(cancelled)]
+        await _park(limiter, cancelled)
+        if order == "random":
+            random.Random(cancelled).shuffle(waiting)
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        await limiter.flush()
+        assert limiter.stats()["lost_slots"] == 0
+        # The shared schedule stands as if those calls had never been made.
+        _, level_r = await limiter.levels()
+        assert level_r == pytest.approx(0.0, abs=1e-6)  # ten taken from a burst of ten
+
+        cm = limiter.limit(1)
+        nxt = asyncio.create_task(cm.__aenter__())
+        await _park(limiter, 1)
+        clock.advance(0.1)  # when the next call is due had the others never been made
+        lease = await asyncio.wait_for(nxt, 5)
+        assert lease.admitted_at == pytest.approx(1000.1, abs=1e-6)
+        await cm.__aexit__(None, None, None)
+        hold.set()
+        await asyncio.gather(*running)
+    finally:
+        hold.set()
+        await limiter.aclose()
+
+
+async def test_slots_freed_by_one_process_serve_another(redis_url: str, key: str) -> None:
+    # Two processes share one key: A's waiters are cancelled while B's, reserved after them,
+    # keep their slots (B sleeps and cannot be moved). The schedule is replayed without A's:
+    # the bucket refills in the gap they leave, so a call from A is admitted together with
+    # B's last one instead of a tenth of a second after it.
+    clock = ManualClock(1000.0)
+    a, b = (
+        make(
+            redis_url,
+            key,
+            tokens_per_minute=6_000_000,
+            requests_per_minute=600,
+            clock=clock,
+            server_clock=clock,
+        )
+        for _ in range(2)
+    )
+    hold = asyncio.Event()
+
+    async def call(limiter: RedisLimiter) -> None:
+        async with limiter.limit(1):
+            await hold.wait()
+
+    try:
+        tasks = [asyncio.create_task(call(a)) for _ in range(10)]  # drain the burst
+        await _park(a, 0, in_flight=10)
+        a_waiting = [asyncio.create_task(call(a)) for _ in range(20)]
+        await _park(a, 20)
+        b_waiting = [asyncio.create_task(call(b)) for _ in range(3)]  # slots 2.1, 2.2, 2.3 s
+        await _park(b, 3)
+        for task in a_waiting:
+            task.cancel()
+        await asyncio.gather(*a_waiting, return_exceptions=True)
+        await a.flush()
+        assert a.stats()["lost_slots"] == 0
+        cm = a.limit(1)
+        nxt = asyncio.create_task(cm.__aenter__())
+        await _park(a, 1)
+        clock.advance(2.3)
+        await _park(b, 0, in_flight=3)  # B's callers woke at their own slots
+        lease = await asyncio.wait_for(nxt, 5)
+        assert lease.admitted_at == pytest.approx(1002.3, abs=1e-6)  # not 1002.4
+        await cm.__aexit__(None, None, None)
+        hold.set()
+        await asyncio.gather(*tasks, *b_waiting)
+    finally:
+        hold.set()
+        await a.aclose()
+        await b.aclose()
+
+
 # --- outages -----------------------------------------------------------------------------------
 
 
@@ -324,10 +475,111 @@ async def test_unreachable_redis_falls_back_to_a_local_share_and_logs_once(
         clock.advance(5.0)
         async with limiter.limit(10):
             pass
+        assert limiter.stats()["fallback_calls"] == 4  # the call did not wait for the probe
+        await limiter.flush()  # the probe made in the background
         assert limiter.stats()["redis_failures"] == 2
         assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
     finally:
         await limiter.aclose()
+
+
+class PrivateRedis:
+    """A redis-server of this test alone, on a free port, that the test can freeze."""
+
+    def __init__(self) -> None:
+        self.port = _closed_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                *("--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _reachable(self.url):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the private redis-server did not start")
+            time.sleep(0.02)
+
+    def freeze(self) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.thaw()
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("LLM_CLIENT_REQUIRE_SERVICES") == "1":
+            pytest.fail("redis-server is not installed (LLM_CLIENT_REQUIRE_SERVICES=1)")
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis()
+    yield server
+    server.stop()
+
+
+async def test_a_frozen_redis_does_not_stall_limiter_calls(private_redis: PrivateRedis) -> None:
+    # A frozen server accepts connections and never answers. Each limiter call used to wait
+    # for it for about 4 s (a 2 s socket timeout, then the same again on redis-py's retry),
+    # holding up the process's other callers behind it, and again at every reconnect attempt.
+    clock = ManualClock()
+    limiter = RedisLimiter(
+        tokens_per_minute=60_000,
+        requests_per_minute=60_000,
+        redis_url=private_redis.url,
+        key="frozen",
+        clock=clock,
+        reconnect_interval=1.0,
+    )
+
+    async def call() -> None:
+        async with limiter.limit(10) as lease:
+            lease.record(5)
+
+    try:
+        await call()
+        assert limiter.stats()["fallback_calls"] == 0
+        private_redis.freeze()
+        started = time.monotonic()
+        # Twenty concurrent calls: one finds out that Redis is gone, within one short round
+        # trip; the others, queued behind it, use the local share at once.
+        await asyncio.gather(*(call() for _ in range(20)))
+        stats = limiter.stats()
+        assert stats["fallback_calls"] == 20
+        assert stats["redis_up"] == 0
+        assert stats["redis_failures"] == 1
+        # Later calls, each when a new attempt is due: a background probe makes it, and the
+        # call does not wait for its answer.
+        for i in range(1, 6):
+            clock.advance(1.0)
+            failures = limiter.stats()["redis_failures"]
+            await call()
+            stats = limiter.stats()
+            assert stats["fallback_calls"] == 20 + i
+            assert stats["redis_failures"] == failures  # this round's probe is still out
+        elapsed = time.monotonic() - started
+        assert elapsed < 4.0, elapsed  # today one call alone took about 4 s
+        await limiter.flush()
+        assert limiter.stats()["redis_failures"] == 6  # every probe timed out
+    finally:
+        private_redis.thaw()
+    # Thawed: the next probe finds Redis, and calls use it again.
+    clock.advance(1.0)
+    await call()
+    await limiter.flush()
+    assert limiter.stats()["redis_up"] == 1
+    await call()
+    assert limiter.stats()["fallback_calls"] == 26
+    await limiter.aclose()
 
 
 class Proxy:
@@ -391,10 +643,14 @@ async def test_recovers_when_redis_returns(
         await proxy.start()
         clock.advance(1.0)
         async with limiter.limit(10):
+            pass  # served locally while a background probe finds Redis again
+        await limiter.flush()
+        assert limiter.stats()["redis_up"] == 1
+        async with limiter.limit(10):
             pass
         stats = limiter.stats()
         assert stats["redis_up"] == 1
-        assert stats["fallback_calls"] == 3
+        assert stats["fallback_calls"] == 4
         levels = [r.levelno for r in caplog.records if r.name == LOGGER]
         assert levels.count(logging.WARNING) == 1
         assert levels.count(logging.INFO) == 1
@@ -413,7 +669,8 @@ from llm_client_redis.rate_limit import RedisLimiter
 
 async def main(url, key, seconds):
     limiter = RedisLimiter(
-        tokens_per_minute=60_000, requests_per_minute=600_000, redis_url=url, key=key
+        tokens_per_minute=60_000, requests_per_minute=600_000, redis_url=url, key=key,
+        command_timeout=30.0,
     )
     rng = random.Random()
     admitted = []
@@ -499,5 +756,6 @@ async def test_two_clients_share_one_budget_through_redis(redis_url: str) -> Non
         assert stats[1]["processes"] == 2  # both used the one budget in Redis
         assert all(s["redis_up"] == 1 for s in stats)
     finally:
-        await raw.delete(f"{shared}:state", f"{shared}:members")
+        parts = ("state", "members", "pending", "kt", "kr")
+        await raw.delete(*(f"{shared}:{part}" for part in parts))
         await raw.aclose()

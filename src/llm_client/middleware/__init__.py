@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .cache import CacheMiddleware
 from .cost import CostAccounting
 from .limit import RateLimit
 from .retry import ExponentialBackoff, Retry, RetryPolicy
@@ -9,6 +10,7 @@ from .timeout import Timeout
 from .tokens import TokenCounting
 
 __all__ = [
+    "CacheMiddleware",
     "CostAccounting",
     "ExponentialBackoff",
     "RateLimit",

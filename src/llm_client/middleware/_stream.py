@@ -1,4 +1,10 @@
-"""Helpers for middleware that look at streamed replies."""
+"""Helpers for middleware that look at streamed replies.
+
+A step that wraps a stream must close what it iterates as soon as its own consumer stops
+(``break``, ``aclose()``, cancellation): otherwise the HTTP response below stays open, and the
+model keeps generating (and billing) an answer nobody reads, until a garbage collection.
+Every wrapper therefore ends in ``finally: await aclose(inner)``.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,25 @@ from collections.abc import AsyncIterator, Callable
 from ..result import LLMResult
 from ..streaming import LLMEvent
 
+__all__ = ["aclose", "is_stream", "on_final", "replay"]
+
 
 def is_stream(reply: object) -> bool:
     return not isinstance(reply, LLMResult)
+
+
+async def aclose(stream: object) -> None:
+    """Close ``stream`` if it can be closed (async generators and our event streams can)."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
 
 
 async def on_final(
     stream: AsyncIterator[LLMEvent], callback: Callable[[LLMResult | None], None]
 ) -> AsyncIterator[LLMEvent]:
     """Pass events through; call ``callback`` once with the final result (or ``None`` if the
-    consumer stopped early), whatever happens."""
+    consumer stopped early), whatever happens. ``stream`` is closed when this ends."""
     final: LLMResult | None = None
     try:
         async for event in stream:
@@ -24,7 +39,10 @@ async def on_final(
                 final = event.result
             yield event
     finally:
-        callback(final)
+        try:
+            await aclose(stream)
+        finally:
+            callback(final)
 
 
 async def replay(result: LLMResult, *, chunk: int = 64) -> AsyncIterator[LLMEvent]:

@@ -17,6 +17,7 @@ from ..pipeline import Call, Next, Reply
 from ..result import LLMResult
 from ..streaming import LLMEvent
 from ..usage import Usage
+from ._stream import aclose
 
 __all__ = ["RateLimit"]
 
@@ -72,4 +73,10 @@ class RateLimit:
             exc_info = (type(exc), exc, exc.__traceback__)
             raise
         finally:
-            await lease_cm.__aexit__(*exc_info)
+            try:
+                await aclose(stream)  # the consumer stopped: close the response below now
+            finally:
+                try:
+                    await lease_cm.__aexit__(*exc_info)
+                finally:
+                    exc_info = (None, None, None)  # its traceback holds this frame: a cycle

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol
 
+from .. import exceptions
 from ..clock import DEFAULT_CLOCK, Clock
-from ..exceptions import ConfigurationError, LLMClientError
-from ..pipeline import Call, Next, Reply
+from ..exceptions import ConfigurationError, LLMClientError, error_for_status
+from ..pipeline import Call, EventStream, Next, Reply
 from ..result import LLMResult
+from ..streaming import LLMEvent
 from ..usage import Usage
+from ._stream import aclose, replay
 
 __all__ = ["RETRYABLE_STATUSES", "ExponentialBackoff", "Retry", "RetryPolicy"]
 
@@ -69,11 +72,33 @@ class ExponentialBackoff:
         return float(self.rng() * min(self.cap, self.base * 2 ** (attempt - 1)))
 
 
+def _error_of(result: LLMResult) -> LLMClientError:
+    """The error an ``error`` event's result stands for (its class is named in ``error``)."""
+    name, _, message = result.error.partition(": ")
+    cls = getattr(exceptions, name, None)
+    if isinstance(cls, type) and issubclass(cls, LLMClientError):
+        err = cls(message or result.error, status=result.status)
+    else:
+        err = error_for_status(result.status, result.error)
+    err.retry_after = _retry_after(result.headers)
+    return err
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
 class Retry:
     """Try a call up to ``attempts`` times (``call.attempts`` overrides per call).
 
     Usage reported by failed attempts is added to the final result, never hidden, and the
-    result says how many attempts were made.
+    result says how many attempts were made — for streams too: a stream is retried while
+    nothing but its ``meta`` event has come (the ``meta`` is held back until then), and its
+    ``usage`` and ``done``/``error`` events carry every attempt's usage and the attempt count.
     """
 
     def __init__(
@@ -91,7 +116,6 @@ class Retry:
         self.clock = clock or DEFAULT_CLOCK
 
     async def __call__(self, call: Call, next: Next, /) -> Reply:
-        attempts = call.attempts if call.attempts is not None else self.attempts
         policy = self.policy
         if call.backoff is not None and isinstance(policy, ExponentialBackoff):
             policy = ExponentialBackoff(
@@ -100,32 +124,124 @@ class Retry:
                 max_retry_after=policy.max_retry_after,
                 rng=policy.rng,
             )
-        spent = Usage()
-        attempt = 0
+        run = _Run(
+            call, next, call.attempts if call.attempts is not None else self.attempts, policy
+        )
+        reply = await run.reply(self.clock)
+        if isinstance(reply, LLMResult):
+            return run.settle(reply)
+        return run.stream(reply, self.clock)
+
+
+class _Run:
+    """The attempts of one call: how many so far, and the usage of those that failed."""
+
+    __slots__ = ("attempt", "attempts", "call", "next", "policy", "spent")
+
+    def __init__(self, call: Call, next: Next, attempts: int, policy: RetryPolicy) -> None:
+        self.call = call
+        self.next = next
+        self.attempts = attempts
+        self.policy = policy
+        self.attempt = 0
+        self.spent = Usage()
+
+    def _wait(self, error: LLMClientError) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up."""
+        if self.attempt >= self.attempts:
+            return None
+        wait = self.policy.delay(self.attempt, error)
+        deadline = self.call.deadline
+        if wait is not None and deadline is not None and time.monotonic() + wait >= deadline:
+            return None  # the wait alone would overrun the deadline: give up now
+        return wait
+
+    async def reply(self, clock: Clock) -> Reply:
+        """Attempt until a reply comes back; giving up raises the last error (with every
+        attempt's usage and the attempt count)."""
+        call = self.call
         while True:
-            attempt += 1
+            self.attempt += 1
             try:
-                reply = await next(
+                return await self.next(
                     call
-                    if attempt == 1
-                    else call.replace(context={**call.context, "attempt": attempt - 1})
+                    if self.attempt == 1
+                    else call.replace(context={**call.context, "attempt": self.attempt - 1})
                 )
             except LLMClientError as exc:
                 if isinstance(exc.usage, Usage):
-                    spent = spent + exc.usage
-                wait = policy.delay(attempt, exc) if attempt < attempts else None
-                if (
-                    wait is not None
-                    and call.deadline is not None
-                    and time.monotonic() + wait >= call.deadline
-                ):
-                    wait = None  # the wait alone would overrun the deadline: give up now
+                    self.spent = self.spent + exc.usage
+                wait = self._wait(exc)
                 if wait is None:
-                    exc.usage = spent
-                    exc.attempts = attempt
+                    exc.usage = self.spent
+                    exc.attempts = self.attempt
                     raise
-                await self.clock.sleep(wait)
-                continue
-            if isinstance(reply, LLMResult) and (attempt > 1 or spent.total_tokens):
-                return reply.replace(usage=spent + reply.usage, attempts=attempt)
-            return reply
+                await clock.sleep(wait)
+
+    def settle(self, result: LLMResult) -> LLMResult:
+        """``result`` with every attempt's usage and the attempt count."""
+        if self.attempt == 1 and not self.spent.total_tokens:
+            return result
+        return result.replace(usage=self.spent + result.usage, attempts=self.attempt)
+
+    def _settled(self, event: LLMEvent) -> LLMEvent:
+        if self.attempt == 1 and not self.spent.total_tokens:
+            return event
+        if event.result is not None:
+            result = self.settle(event.result)
+            data = result.to_dict() if event.type == "done" else event.data
+            return LLMEvent(event.type, data, result)
+        if event.type == "usage":
+            return LLMEvent("usage", (self.spent + Usage.from_dict(event.data)).to_dict())
+        return event
+
+    async def stream(self, stream: EventStream, clock: Clock) -> AsyncIterator[LLMEvent]:
+        """Pass the stream on; while nothing but ``meta`` has come, a retryable failure is
+        retried like a failed call. Closes what it reads as soon as it stops."""
+        held: LLMEvent | None = None
+        try:
+            while True:
+                first: LLMEvent | None = None
+                async for event in stream:
+                    if event.type == "meta" and first is None:
+                        held = event
+                        continue
+                    first = event
+                    break
+                if first is not None and first.type == "error" and first.result is not None:
+                    failed = first.result
+                    error = _error_of(failed)
+                    wait = self._wait(error)
+                    if wait is not None:
+                        self.spent = self.spent + failed.usage
+                        await aclose(stream)
+                        await clock.sleep(wait)
+                        try:
+                            reply = await self.reply(clock)
+                        except LLMClientError as exc:
+                            if held is not None:
+                                yield held
+                            yield self._error_event(exc)
+                            return
+                        stream = replay(reply) if isinstance(reply, LLMResult) else reply
+                        continue
+                if held is not None:
+                    yield held
+                if first is None:
+                    return
+                yield self._settled(first)
+                async for event in stream:
+                    yield self._settled(event)
+                return
+        finally:
+            await aclose(stream)
+
+    def _error_event(self, exc: LLMClientError) -> LLMEvent:
+        call = self.call
+        result = LLMResult.from_error(
+            exc,
+            params=call.params,
+            operation=call.operation,
+            model=str(call.params.get("model", call.profile.model_name)),
+        )
+        return LLMEvent("error", {"status": result.status, "error": result.error}, result)

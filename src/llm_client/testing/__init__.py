@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from llm_client.testing.server import (
         DEFAULT_RATE_LIMIT_HEADERS,
+        AnswerRecord,
         FakeOpenAI,
         Fault,
+        FaultDraw,
         FaultKind,
         RecordedRequest,
         count_tokens,
@@ -25,8 +27,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RATE_LIMIT_HEADERS",
+    "AnswerRecord",
     "FakeOpenAI",
     "Fault",
+    "FaultDraw",
     "FaultKind",
     "RecordedRequest",
     "count_tokens",

@@ -35,15 +35,18 @@ from typing import Any, Literal, get_args
 
 from aiohttp import web
 
-from llm_client.testing import batches as batches_api
-from llm_client.testing import models_api
+from . import batches as batches_api
+from . import models_api, wire
+from .wire import AnswerRecord, FaultDraw
 
 __all__ = [
     "DEFAULT_RATE_LIMIT_HEADERS",
     "ENDPOINTS",
     "FAULT_KINDS",
+    "AnswerRecord",
     "FakeOpenAI",
     "Fault",
+    "FaultDraw",
     "FaultKind",
     "RecordedRequest",
     "count_tokens",
@@ -62,6 +65,9 @@ FaultKind = Literal[
     "response_failed",
     "response_incomplete",
     "stream_error",
+    "stall",
+    "drip",
+    "cut",
 ]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 #: Endpoint names used in the request log and as fault filters.
@@ -109,6 +115,7 @@ class Fault:
     ``"chat"``, ``"responses"``, ``"embeddings"``, ``"models"`` (None matches any request).
     ``delay`` seconds are waited before the fault acts (for ``"latency"`` that is the fault).
     ``after_chunks`` is how many stream chunks/events go out before a stream fault strikes.
+    ``interval`` is the pause between pieces of a ``"drip"`` (see :mod:`.wire`).
     """
 
     kind: FaultKind
@@ -122,6 +129,7 @@ class Fault:
     after_chunks: int = 2
     delay: float = 0.0
     message: str | None = None
+    interval: float = 0.05
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -134,8 +142,8 @@ class Fault:
             raise ValueError("times must be >= 1")
         if self.after_chunks < 0:
             raise ValueError("after_chunks must be >= 0")
-        if self.delay < 0:
-            raise ValueError("delay must be >= 0")
+        if self.delay < 0 or self.interval < 0:
+            raise ValueError("delay and interval must be >= 0")
         if not 400 <= self.status <= 599:
             raise ValueError("status must be an HTTP error status (400-599)")
 
@@ -619,6 +627,7 @@ class FakeOpenAI:
         self._thread_stop: asyncio.Event | None = None
         self._id_tag = secrets.token_hex(6)
         self._id_counter = itertools.count(1)
+        self._wire = wire.WireLog()
 
     # The deterministic-output helpers, also reachable from a server instance.
     expected_text = staticmethod(expected_text)
@@ -672,8 +681,12 @@ class FakeOpenAI:
         app.router.add_get("/v1/models/{model}", self._handle_model)
         self.batches.add_routes(app.router)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
-        runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT
+        runner = web.AppRunner(  # cancel a handler when its client leaves: see .wire
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT,
+            handler_cancellation=True,
         )
         await runner.setup()
         try:
@@ -807,11 +820,12 @@ class FakeOpenAI:
         raise LookupError(f"no request recorded{where}")
 
     def reset(self) -> None:
-        """Clear the request log, the counters and every pending fault."""
+        """Clear the request log, the answer log, the counters and every pending fault."""
         with self._lock:
             self._log.clear()
             self._counts.clear()
             self._faults.clear()
+        self._wire.clear()
 
     def _record(self, request: web.Request, endpoint: str, body: Any) -> None:
         with self._lock:
@@ -884,7 +898,8 @@ class FakeOpenAI:
                     if pending.remaining <= 0:
                         del self._faults[i]
                     return pending.fault
-        return None
+        draw = self._wire.draw
+        return draw(endpoint) if draw is not None else None
 
     def fail_next(
         self,
@@ -963,6 +978,34 @@ class FakeOpenAI:
         self.add_fault(
             Fault(kind, times=times, endpoint=endpoint, after_chunks=after_chunks, message=message)
         )
+
+    def stall_next(
+        self, *, after_chunks: int = 2, times: int = 1, endpoint: str | None = None
+    ) -> None:
+        """Send ``after_chunks`` stream events (a unary answer: no headers), then hang."""
+        self.add_fault(Fault("stall", times=times, endpoint=endpoint, after_chunks=after_chunks))
+
+    def drip_next(
+        self, interval: float = 0.05, *, times: int = 1, endpoint: str | None = None
+    ) -> None:
+        """Send every stream event (a unary body: in pieces) ``interval`` seconds apart."""
+        self.add_fault(Fault("drip", times=times, endpoint=endpoint, interval=interval))
+
+    def cut_next(
+        self, *, after_chunks: int = 2, times: int = 1, endpoint: str | None = None
+    ) -> None:
+        """Send ``after_chunks`` stream events (a unary body: half), then reset the connection."""
+        self.add_fault(Fault("cut", times=times, endpoint=endpoint, after_chunks=after_chunks))
+
+    def draw_faults(self, draw: FaultDraw | None) -> None:
+        """Give ``draw.rate`` of the requests without a queued fault a random fault from
+        ``draw.faults``; None stops drawing."""
+        self._wire.draw = draw
+
+    @property
+    def answers(self) -> list[AnswerRecord]:
+        """Every answer sent while ``log_requests`` is on, oldest first (see :mod:`.wire`)."""
+        return self._wire.records()
 
     # -- request plumbing ---------------------------------------------------------------------
 
@@ -1071,8 +1114,16 @@ class FakeOpenAI:
     async def _send_unary(
         self, request: web.Request, payload: bytes, fault: Fault | None
     ) -> web.StreamResponse:
-        if fault is None:
-            return self._json_response(payload)
+        if fault is None or fault.kind in wire.WIRE_FAULT_KINDS:
+            return await wire.send_unary(
+                self._wire,
+                request,
+                payload,
+                self._headers(),
+                fault,
+                keep=self.log_requests,
+                running=lambda: self.running,
+            )
         if fault.kind == "malformed":
             return self._json_response(_MALFORMED_JSON)
         if fault.kind == "truncate":
@@ -1103,17 +1154,17 @@ class FakeOpenAI:
                 events = [*events[:cut], failure_event]
         headers = self._headers("text/event-stream; charset=utf-8")
         headers["Cache-Control"] = "no-cache"
-        response = web.StreamResponse(status=200, headers=headers)
-        await response.prepare(request)
-        delay = self.chunk_delay
-        if delay > 0:
-            for event in events:
-                await response.write(event)
-                await asyncio.sleep(delay)
-        else:
-            await response.write(b"".join(events))  # one write: same bytes, far fewer syscalls
-        await response.write_eof()
-        return response
+        return await wire.send_stream(
+            self._wire,
+            request,
+            events,
+            headers,
+            fault,
+            cut,
+            chunk_delay=self.chunk_delay,
+            keep=self.log_requests,
+            running=lambda: self.running,
+        )
 
     def _usage_numbers(self, answer: _Answer) -> tuple[int, int, int, int]:
         """(prompt, completion incl. reasoning, cached, reasoning) tokens for ``answer``."""

@@ -23,7 +23,7 @@ from llm_client.exceptions import CacheUnavailableError, ConfigurationError
 from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
 
 from ._codec import decode, encode, resolve_codec
-from ._redis_mirror import RedisMirror
+from ._redis_mirror import DEFAULT_MAX_CONNECTIONS, RedisMirror
 from ._store import PostgresStore, validate_table_name
 
 __all__ = [
@@ -53,6 +53,13 @@ def _resolve(value: Any, env: str, argument: str, backend: str) -> str:
     )
 
 
+def _pool_size(value: Any) -> int:
+    if value is None:
+        return DEFAULT_MAX_CONNECTIONS
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"redis_max_connections must be an integer >= 1, got {value!r}")
+    return value
+
 
 class PostgresCache:
     """A :class:`~llm_client.cache.CacheBackend` on PostgreSQL, optionally mirrored in Redis.
@@ -79,6 +86,10 @@ class PostgresCache:
         lets a write return before its WAL is flushed: a server crash may lose the last
         fraction of a second of cache writes (never corrupt anything), and a write costs a
         round trip instead of a disk flush. Use ``"on"`` to wait for the flush.
+    :param redis_max_connections: size of the mirror's Redis connection pool (default 100).
+        When every connection is busy a command waits for one, up to ``redis_pool_timeout``
+        seconds (default: ``command_timeout``); a wait that runs out skips the mirror for that
+        operation and is not reported as an outage.
     :param clock: monotonic clock for the reconnect and purge intervals.
     """
 
@@ -102,6 +113,8 @@ class PostgresCache:
         purge_interval: float = 300.0,
         pg_application_name: str = "llm-client-cache",
         pg_synchronous_commit: str = "off",
+        redis_max_connections: int | None = None,
+        redis_pool_timeout: float | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.name = "pg_redis" if mirror else "postgres"
@@ -152,6 +165,8 @@ class PostgresCache:
                 ),
                 connect_timeout=connect_timeout,
                 command_timeout=command_timeout,
+                max_connections=_pool_size(redis_max_connections),
+                pool_timeout=seconds_option(redis_pool_timeout, "redis_pool_timeout"),
             )
         self._last_purge = self._clock.now()
         self._counters: dict[str, int] = dict.fromkeys(
@@ -175,6 +190,8 @@ class PostgresCache:
         "purge_interval",
         "pg_application_name",
         "pg_synchronous_commit",
+        "redis_max_connections",
+        "redis_pool_timeout",
         "clock",
     )
     #: Options for which an explicit ``None`` means "off" rather than "use the default".
@@ -205,6 +222,8 @@ class PostgresCache:
                 "command_timeout": float,
                 "reconnect_interval": float,
                 "purge_interval": float,
+                "redis_max_connections": int,
+                "redis_pool_timeout": float,
             },
         )
         return cls(

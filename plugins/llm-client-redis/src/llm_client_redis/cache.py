@@ -25,7 +25,7 @@ from llm_client.clock import Clock
 from llm_client.exceptions import CacheUnavailableError, ConfigurationError
 from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
 
-from ._connect import connect
+from ._connect import PoolExhaustedError, check_max_connections, connect
 
 __all__ = ["DEFAULT_COLLECTION", "DEFAULT_PREFIX", "CacheUnavailableError", "RedisCache"]
 
@@ -51,7 +51,10 @@ class RedisCache:
     :param connect_timeout: / ``command_timeout``: socket timeouts in seconds.
     :param reconnect_interval: while Redis is down, try it again at most this often.
     :param clock: monotonic clock for the reconnect interval.
-    :param max_connections: bound of the connection pool (``None``: redis-py's default).
+    :param redis_max_connections: size of the connection pool (default 100; the older name
+        ``max_connections`` is accepted too). When every connection is busy, a command waits
+        for one, up to ``redis_pool_timeout`` seconds (default: ``command_timeout``), and a
+        wait that runs out fails that operation only: it is not reported as an outage.
     """
 
     name = "redis"
@@ -67,6 +70,8 @@ class RedisCache:
         command_timeout: float = 5.0,
         reconnect_interval: float = 1.0,
         clock: Clock | None = None,
+        redis_max_connections: int | None = None,
+        redis_pool_timeout: float | None = None,
         max_connections: int | None = None,
     ) -> None:
         url = redis_url or os.environ.get("REDIS_URL", "").strip()
@@ -88,7 +93,10 @@ class RedisCache:
         )
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
-        self._max_connections = max_connections
+        self._max_connections = check_max_connections(
+            redis_max_connections if redis_max_connections is not None else max_connections
+        )
+        self._pool_timeout = seconds_option(redis_pool_timeout, "redis_pool_timeout")
         self._client: aioredis.Redis | None = None
         self._counters: dict[str, int] = dict.fromkeys(
             ("hits", "misses", "puts", "deletes", "errors"), 0
@@ -102,6 +110,8 @@ class RedisCache:
         "command_timeout",
         "reconnect_interval",
         "clock",
+        "redis_max_connections",
+        "redis_pool_timeout",
         "max_connections",
     )
 
@@ -121,6 +131,8 @@ class RedisCache:
                 "connect_timeout": float,
                 "command_timeout": float,
                 "reconnect_interval": float,
+                "redis_max_connections": int,
+                "redis_pool_timeout": float,
                 "max_connections": int,
             },
         )
@@ -135,6 +147,7 @@ class RedisCache:
                 connect_timeout=self._connect_timeout,
                 command_timeout=self._command_timeout,
                 max_connections=self._max_connections,
+                pool_timeout=self._pool_timeout,
             )
         return self._client
 
@@ -148,6 +161,9 @@ class RedisCache:
                 raise ServiceDown(self.health)
             try:
                 result = await op(self._redis())
+            except PoolExhaustedError as exc:  # this process is busy; Redis is fine
+                self._counters["errors"] += 1
+                raise CacheUnavailableError(f"cannot {what}: {exc}") from exc
             except _FAILURES as exc:
                 self.health.failed(exc)
                 raise ServiceDown(self.health) from exc

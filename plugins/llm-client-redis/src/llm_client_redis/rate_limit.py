@@ -10,28 +10,32 @@ atomically by the server on the server's clock (``redis.call('TIME')``):
   both dimensions allow it *and* no earlier than the previous reservation (so admission is
   first come, first served across all processes, large requests included), and the schedule
   moves on. The caller sleeps until that time: no polling, one round trip per call.
-* **settle** reconciles a finished call: a refund lifts the level (never above the burst) and
-  a charge adds debt, both at the end of the current schedule, so a refund never lets calls
-  already scheduled go earlier than the budget allows. While calls still wait for the
-  latest slot, a refund lands in the instant of their admission but before it, so it is
-  credited only as far as the room the schedule had at that slot allows (else a large
-  call there plus the next one could exceed ``max(burst, largest) + rate * w`` in the window
-  starting at it); the rest is dropped, never over budget.
-* **cancel** undoes the latest reservation exactly when a waiter is cancelled and nobody has
-  reserved after it. Otherwise the slot stays unused (the budget is never exceeded; at worst
-  that slot is wasted), because calls already sleeping in other processes cannot be moved.
+* **settle** reconciles a finished call: a refund lands now, ahead of the reservations still
+  waiting, and lifts the level no higher than a full bucket at this instant; a charge adds
+  debt at the end of the schedule. Reserved slots never move, so a refund never lets a call
+  already scheduled go earlier; what it frees reaches later calls only as far as the waiting
+  reservations leave room (a bucket that fills up before a waiting slot absorbs it).
+* **cancel** gives a waiting reservation back, whichever it is: the schedule keeps its
+  pending reservations (and the charges and pauses made after them) as a list, and replays
+  it without the cancelled ones. No other slot moves (calls sleeping in other processes
+  cannot be told to go earlier), so the next call is admitted as if the cancelled calls had
+  never been made, except that it still queues behind the reservations that remain.
+  Cancellations of one process are sent together, before its next reservation.
 * **sync** applies what a response's headers say: ``remaining`` lowers a level, a 429 pauses
   the exhausted dimension for ``retry-after``. Only ever lowers.
 
-When Redis cannot be reached, the limiter logs once and falls back to a local
+When Redis cannot be reached, or does not answer within ``command_timeout`` (a frozen or
+overloaded server), the limiter logs once and falls back to a local
 :class:`~llm_client.rate_limit.Limiter` with a share of the budget (``1 / processes`` last seen
-using it, or ``fallback_share``); it tries Redis again every ``reconnect_interval`` seconds and
-logs once when it is back.
+using it, or ``fallback_share``). While it is down no call waits for Redis: every
+``reconnect_interval`` seconds a background probe tries it, and the limiter logs once and
+uses Redis again when the probe gets an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -57,7 +61,7 @@ from llm_client.rate_limit import (
     check_rate,
 )
 
-from ._connect import connect
+from ._connect import check_max_connections, connect
 
 __all__ = ["DEFAULT_KEY", "RedisLimiter"]
 
@@ -69,6 +73,21 @@ _MEMBER_WINDOW_US = 60_000_000
 
 # Times are microseconds; rates are per microsecond. ARGV[1] is a clock override for tests
 # ("" means the server's clock). A missing hash is a full bucket.
+#
+# KEYS[3] lists the schedule's pending entries in the order they were made, each
+# "kind seq m_t m_r d_t d_r": replaying one is ``tat = max(tat, m) + d`` per dimension. Kind
+# 'r' is a reservation (m = its slot, d = its amount over the rate), 'c' a charge at the end
+# of the schedule, 'f' a floor from a header (a pause). The hash keeps the base ``bt``/``br``
+# (the schedule with everything before the list applied), the latest folded slot ``bl``, and
+# the end of the schedule ``tt``/``tr``/``last``: always the base replayed through the list.
+# Entries leave the head of the list once nothing can undo them (a reservation whose slot has
+# come; any other entry ahead of the first pending reservation).
+#
+# Replaying is max-plus: from a base b the list ends at max(b + S, R), where S is the sum of
+# its d and R = max over entries j of (m_j + d_j + the d after j). With P_j the running sum of
+# d up to and including j (``pt`` at the end of the list, ``qt`` at its base), R = P_end +
+# max_j (m_j + d_j - P_j). Those keys never change, so a sorted set per dimension (KEYS[4],
+# KEYS[5]) keeps them and a refund, which lowers the base, finds the new end in O(log n).
 _PRELUDE = """
 local now
 if ARGV[1] ~= '' then
@@ -77,17 +96,103 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local s = redis.call('HMGET', KEYS[1], 'tt', 'tr', 'last', 'seq', 'xt', 'xr')
+local s = redis.call('HMGET', KEYS[1], 'tt', 'tr', 'last', 'seq', 'bt', 'br', 'bl', 'pt', 'pr',
+  'qt', 'qr')
+if not s[1] then redis.call('DEL', KEYS[3], KEYS[4], KEYS[5]) end
 local tt = tonumber(s[1]) or now
 local tr = tonumber(s[2]) or now
 local last = tonumber(s[3]) or now
 local seq = tonumber(s[4]) or 0
-local xt = tonumber(s[5]) or 0
-local xr = tonumber(s[6]) or 0
+local bt = tonumber(s[5]) or tt
+local br = tonumber(s[6]) or tr
+local bl = tonumber(s[7]) or last
+local pt, pr = tonumber(s[8]) or 0, tonumber(s[9]) or 0
+local qt, qr = tonumber(s[10]) or 0, tonumber(s[11]) or 0
+local n = redis.call('LLEN', KEYS[3])
 local function num(x) return string.format('%.17g', x) end
-local function keep(ct, rt, cr, rr)
+local function parse(e)
+  local k, q, mt, mr, dt, dr = string.match(e, '^(%a) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  return k, q, tonumber(mt), tonumber(mr), tonumber(dt), tonumber(dr)
+end
+local function add(e, k, q, mt, mr, dt, dr)
+  tt = math.max(tt, mt) + dt
+  tr = math.max(tr, mr) + dr
+  pt, pr = pt + dt, pr + dr
+  redis.call('ZADD', KEYS[4], num(mt + dt - pt), q)
+  redis.call('ZADD', KEYS[5], num(mr + dr - pr), q)
+  if k == 'r' then last = mt end
+  redis.call('RPUSH', KEYS[3], e)
+  n = n + 1
+end
+local function push(k, mt, mr, dt, dr)
+  if n == 0 and (k ~= 'r' or mt <= now) then  -- nothing could undo it: straight to the base
+    tt = math.max(tt, mt) + dt
+    tr = math.max(tr, mr) + dr
+    if k == 'r' then last = mt end
+    bt, br, bl = tt, tr, last
+    return
+  end
+  local e = k .. ' ' .. seq .. ' ' .. num(mt) .. ' ' .. num(mr) .. ' ' .. num(dt) .. ' ' .. num(dr)
+  add(e, parse(e))
+end
+local function fold()
+  if n == 0 then return end
+  while n > 0 do
+    local e = redis.call('LINDEX', KEYS[3], 0)
+    local k, q, mt, mr, dt, dr = parse(e)
+    if k == 'r' and mt > now then break end
+    bt = math.max(bt, mt) + dt
+    br = math.max(br, mr) + dr
+    qt, qr = qt + dt, qr + dr
+    if k == 'r' then bl = mt end
+    redis.call('LPOP', KEYS[3])
+    redis.call('ZREM', KEYS[4], q)
+    redis.call('ZREM', KEYS[5], q)
+    n = n - 1
+  end
+  if n == 0 then
+    bt, br, bl, pt, pr, qt, qr = tt, tr, last, 0, 0, 0, 0
+    redis.call('DEL', KEYS[4], KEYS[5])
+  end
+end
+local function ends()  -- the end of the schedule from the base, in O(log n)
+  local t, r = bt + (pt - qt), br + (pr - qr)
+  local kt = redis.call('ZREVRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  local kr = redis.call('ZREVRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+  if kt[2] then t = math.max(t, pt + tonumber(kt[2])) end
+  if kr[2] then r = math.max(r, pr + tonumber(kr[2])) end
+  tt, tr = t, r
+end
+local function drop(seqs)  -- replays the list without these reservations: O(n)
+  local all, found = redis.call('LRANGE', KEYS[3], 0, -1), 0
+  for _, e in ipairs(all) do
+    local k, q = parse(e)
+    if k == 'r' and seqs[q] then found = found + 1 end
+  end
+  if found == 0 then return 0 end
+  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+  tt, tr, last, pt, pr, qt, qr, n = bt, br, bl, 0, 0, 0, 0, 0
+  for _, e in ipairs(all) do
+    local k, q, mt, mr, dt, dr = parse(e)
+    if not (k == 'r' and seqs[q]) then add(e, k, q, mt, mr, dt, dr) end
+  end
+  return found
+end
+local function save(ct, rt, cr, rr)
+  fold()
+  redis.call('HSET', KEYS[1], 'tt', num(tt), 'tr', num(tr), 'last', num(last), 'seq', seq)
+  if n > 0 then
+    redis.call('HSET', KEYS[1], 'bt', num(bt), 'br', num(br), 'bl', num(bl), 'pt', num(pt),
+      'pr', num(pr), 'qt', num(qt), 'qr', num(qr))
+  elseif s[5] then  -- nothing pending: the base is the end, and the sums start again at 0
+    redis.call('HDEL', KEYS[1], 'bt', 'br', 'bl', 'pt', 'pr', 'qt', 'qr')
+  end
   local idle = math.max(tt - now + ct / rt, tr - now + cr / rr, 0)
-  redis.call('PEXPIRE', KEYS[1], math.ceil(idle / 1000) + 60000)
+  local ttl = math.ceil(idle / 1000) + 60000
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  if n > 0 then
+    for i = 3, 5 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  end
 end
 local function levels(ct, rt, cr, rr)
   return num(ct - rt * math.max(0, tt - now)), num(cr - rr * math.max(0, tr - now))
@@ -103,18 +208,9 @@ local ct, rt, cr, rr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), 
 local at = math.max(now, last,
   tt - (ct - math.min(a_t, ct)) / rt,
   tr - (cr - math.min(a_r, cr)) / rr)
-local ptt, ptr, plast, pxt, pxr = tt, tr, last, xt, xr
-local bt, br = math.max(tt, at), math.max(tr, at)
-if at > last then
-  -- A new latest slot: how much a refund may still credit while calls wait for it.
-  xt, xr = (bt - at) * rt, (br - at) * rr
-end
-tt = bt + a_t / rt
-tr = br + a_r / rr
 seq = seq + 1
-redis.call('HSET', KEYS[1], 'tt', tt, 'tr', tr, 'last', at, 'seq', seq, 'xt', xt, 'xr', xr,
-  'ptt', ptt, 'ptr', ptr, 'plast', plast, 'pxt', pxt, 'pxr', pxr)
-keep(ct, rt, cr, rr)
+push('r', at, at, a_t / rt, a_r / rr)
+save(ct, rt, cr, rr)
 redis.call('ZADD', KEYS[2], now, ARGV[8])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60000000)
 redis.call('PEXPIRE', KEYS[2], 120000)
@@ -124,50 +220,55 @@ return {num(at), num(now), seq, redis.call('ZCARD', KEYS[2]), lt, lr}
 )
 
 # ARGV: now, credit_t, credit_r (negative: a charge), cap_t, rate_t, cap_r, rate_r.
-# A refund is applied at f, the end of the schedule. While calls still wait for the latest
-# slot (now < last), it lands in the same instant as their admission but before it, so a
-# window starting at that admission does not count it: it is credited only up to the
-# allowance x, which keeps such a window within max(burst, largest) + rate * w. x is the
-# room the schedule had at that slot, (max(tat before it, last) - last) * rate, less what
-# earlier refunds took. The rest of the refund is dropped (never over budget).
-# Returns f, now, the levels and what was really credited (or charged).
+# A refund lands now, ahead of every reservation still waiting: it lifts the base (never
+# above a full bucket at this instant) and the schedule is replayed from there, so what it
+# frees reaches the end of the schedule only as far as the waiting reservations leave room
+# (a bucket that fills up before a waiting slot absorbs it). Reserved slots never move. A
+# charge is debt at the end of the schedule, recorded as an entry so a replay keeps it.
+# Returns when it took effect, now, the levels and what was really credited (or charged).
 _SETTLE = (
     _PRELUDE
     + """
 local ct, rt, cr, rr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local f = math.max(now, last)
-local waiting = now < last
-local function settle(tat, d, rate, x)
-  if d > 0 then
-    if waiting then d = math.min(d, x) end
-    local c = math.min(d, (tat - f) * rate)
-    if c <= 0 then return tat, 0, x end
-    if waiting then x = x - c end
-    return math.max(tat - c / rate, f), c, x
-  elseif d < 0 then
-    return math.max(tat, f) - d / rate, d, x
-  end
-  return tat, 0, x
+local d_t, d_r = tonumber(ARGV[2]), tonumber(ARGV[3])
+fold()
+local function refund(base, d, rate)
+  if d <= 0 or base <= now then return base, 0 end
+  local lifted = math.max(base - d / rate, now)
+  return lifted, (base - lifted) * rate
 end
-local gt, gr
-tt, gt, xt = settle(tt, tonumber(ARGV[2]), rt, xt)
-tr, gr, xr = settle(tr, tonumber(ARGV[3]), rr, xr)
-redis.call('HSET', KEYS[1], 'tt', tt, 'tr', tr, 'last', last, 'seq', seq + 1, 'xt', xt, 'xr', xr)
-keep(ct, rt, cr, rr)
+local gt, gr = 0, 0
+bt, gt = refund(bt, d_t, rt)
+br, gr = refund(br, d_r, rr)
+local f = now
+if gt > 0 or gr > 0 then ends() end
+seq = seq + 1
+if d_t < 0 or d_r < 0 then
+  f = math.max(now, last)
+  push('c', d_t < 0 and now or -1, d_r < 0 and now or -1, math.max(0, -d_t) / rt,
+    math.max(0, -d_r) / rr)
+  if d_t < 0 then gt = d_t end
+  if d_r < 0 then gr = d_r end
+end
+save(ct, rt, cr, rr)
 local lt, lr = levels(ct, rt, cr, rr)
 return {num(f), num(now), lt, lr, num(gt), num(gr)}
 """
 )
 
-# ARGV: now, seq of the reservation to undo
+# ARGV: now, cap_t, rate_t, cap_r, rate_r, then the seqs of the reservations to give back.
+# Each one still waiting leaves the schedule as if it had never been made: the rest is
+# replayed without it (no other slot moves). Returns how many were found.
 _CANCEL = (
     _PRELUDE
     + """
-if seq ~= tonumber(ARGV[2]) then return 0 end
-local p = redis.call('HMGET', KEYS[1], 'ptt', 'ptr', 'plast', 'pxt', 'pxr')
-redis.call('HSET', KEYS[1], 'tt', p[1], 'tr', p[2], 'last', p[3], 'seq', seq + 1,
-  'xt', p[4] or 0, 'xr', p[5] or 0)
-return 1
+fold()
+local seqs = {}
+for i = 6, #ARGV do seqs[ARGV[i]] = true end
+local found = drop(seqs)
+if found > 0 then seq = seq + 1 end
+save(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+return found
 """
 )
 
@@ -177,12 +278,16 @@ _SYNC = (
     _PRELUDE
     + """
 local ct, rt, cr, rr = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local ft, fr = tt, tr
 if ARGV[2] ~= '' then tt = math.max(tt, now + ct / rt + tonumber(ARGV[2])) end
 if ARGV[3] ~= '' then tr = math.max(tr, now + cr / rr + tonumber(ARGV[3])) end
 if ARGV[4] ~= '' then tt = math.max(tt, now + (ct - math.min(tonumber(ARGV[4]), ct)) / rt) end
 if ARGV[5] ~= '' then tr = math.max(tr, now + (cr - math.min(tonumber(ARGV[5]), cr)) / rr) end
-redis.call('HSET', KEYS[1], 'tt', tt, 'tr', tr, 'last', last, 'seq', seq + 1)
-keep(ct, rt, cr, rr)
+seq = seq + 1
+if tt ~= ft or tr ~= fr then  -- a floor the schedule keeps, whatever is given back later
+  push('f', tt ~= ft and tt or -1, tr ~= fr and tr or -1, 0, 0)
+end
+save(ct, rt, cr, rr)
 local lt, lr = levels(ct, rt, cr, rr)
 return {lt, lr}
 """
@@ -253,10 +358,13 @@ class RedisLimiter:
     :param clock: the local clock to sleep on (and for the fallback limiter).
     :param fallback_share: the share of the budget this process uses while Redis is down
         (default: one over the number of processes seen using the key in the last minute).
-    :param reconnect_interval: seconds between attempts to reach Redis while it is down.
+    :param reconnect_interval: seconds between background probes of Redis while it is down.
     :param connect_timeout: seconds to wait for a connection.
-    :param command_timeout: seconds to wait for a script's answer.
+    :param command_timeout: seconds one round trip to Redis may take, connecting included;
+        past it Redis counts as down and this process uses its local share.
     :param server_clock: tests only: take "now" from this clock instead of Redis ``TIME``.
+    :param redis_max_connections: size of the connection pool (default 100); a command waits
+        for a free connection rather than failing.
     """
 
     def __init__(
@@ -270,9 +378,10 @@ class RedisLimiter:
         clock: Clock | None = None,
         fallback_share: float | None = None,
         reconnect_interval: float = 1.0,
-        connect_timeout: float = 1.0,
-        command_timeout: float = 2.0,
+        connect_timeout: float = 0.5,
+        command_timeout: float = 0.5,
         server_clock: Clock | None = None,
+        redis_max_connections: int | None = None,
     ) -> None:
         self._configured_tpm = check_rate("tokens_per_minute", tokens_per_minute)
         self._configured_rpm = check_rate("requests_per_minute", requests_per_minute)
@@ -286,14 +395,15 @@ class RedisLimiter:
             raise ConfigurationError(f"key must be a non-empty string, got {key!r}")
         self.url = redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
         self.key = key
-        # One hash tag, so both keys live in the same cluster slot.
-        self._keys = [f"{{{key}}}:state", f"{{{key}}}:members"]
+        # One hash tag, so all its keys live in the same cluster slot.
+        self._keys = [f"{{{key}}}:{part}" for part in ("state", "members", "pending", "kt", "kr")]
         self._member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._clock: Clock = clock if clock is not None else DEFAULT_CLOCK
         self._server_clock = server_clock
         self._fallback_share = fallback_share
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
+        self._redis_max_connections = check_max_connections(redis_max_connections)
         self.health = ServiceHealth(
             "Redis", self.url, logger=logger, reconnect_interval=reconnect_interval, clock=clock
         )
@@ -319,6 +429,7 @@ class RedisLimiter:
         self._charged_tokens = 0.0
         self._fallback_calls = 0
         self._lost_slots = 0
+        self._to_cancel: list[int] = []  # seqs of cancelled reservations not yet sent
 
     def __repr__(self) -> str:
         return (
@@ -362,6 +473,7 @@ class RedisLimiter:
                 self.url,
                 connect_timeout=self._connect_timeout,
                 command_timeout=self._command_timeout,
+                max_connections=self._redis_max_connections,
             )
             for name, source in (
                 ("reserve", _RESERVE),
@@ -374,12 +486,25 @@ class RedisLimiter:
         return self._client
 
     async def _run(self, name: str, args: list[Any]) -> Any:
-        """Run one script atomically on the server; raise _Unavailable if Redis is down."""
-        if not self.health.should_try():
+        """Run one script atomically on the server; raise _Unavailable if Redis is down.
+
+        While Redis is down nobody waits for it: when an attempt is due, a background probe
+        makes it, and this call is told to use the fallback at once.
+        """
+        if not self.health.up:
+            if self.health.should_try():
+                self._spawn(self._probe())
             raise _Unavailable
+        return await self._call(name, args)
+
+    async def _call(self, name: str, args: list[Any]) -> Any:
+        """One round trip, bounded by ``command_timeout`` whatever the socket does."""
         client = self._redis()
         try:
-            result = await self._scripts[name](keys=self._keys, args=args, client=client)
+            result = await asyncio.wait_for(
+                self._scripts[name](keys=self._keys, args=args, client=client),
+                self._command_timeout,
+            )
         except _FAILURES as exc:
             self.health.failed(exc)
             raise _Unavailable from exc
@@ -387,6 +512,11 @@ class RedisLimiter:
             self._fallback = None  # the next outage starts with a fresh local share
         self.health.succeeded()
         return result
+
+    async def _probe(self) -> None:
+        """Try Redis once in the background while it is down (a read, changes nothing)."""
+        with contextlib.suppress(_Unavailable):
+            await self._call("peek", [self._now_arg(), *self._shape()])
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -459,7 +589,7 @@ class RedisLimiter:
             try:
                 await self._clock.sleep(wake - local_now)
             except asyncio.CancelledError:
-                self._spawn(self._cancel(seq))
+                self._give_back(seq)
                 raise
             finally:
                 self._waiting -= 1
@@ -473,15 +603,26 @@ class RedisLimiter:
     def _undo_when_done(self, task: asyncio.Task[Any]) -> None:
         """A caller was cancelled while its reservation was on the wire: undo it once it lands."""
         if not task.cancelled() and task.exception() is None:
-            self._spawn(self._cancel(int(task.result()[2])))
+            self._give_back(int(task.result()[2]))
 
-    async def _cancel(self, seq: int) -> None:
-        try:
-            undone = await self._run("cancel", [self._now_arg(), seq])
-        except _Unavailable:
-            return
-        if not undone:
-            self._lost_slots += 1
+    def _give_back(self, seq: int) -> None:
+        """Queue a cancelled reservation; waiters cancelled together go back in one trip."""
+        self._to_cancel.append(seq)
+        if len(self._to_cancel) == 1:
+            self._spawn(self._cancel())
+
+    async def _cancel(self) -> None:
+        # The lock puts the cancellations ahead of this process's next reservation, which
+        # may then take the slots they free.
+        async with self._lock:
+            seqs, self._to_cancel = self._to_cancel, []
+            if not seqs:
+                return
+            try:
+                undone = await self._run("cancel", [self._now_arg(), *self._shape(), *seqs])
+            except _Unavailable:
+                return  # the schedule keeps the slots: never over budget, at worst unused
+        self._lost_slots += len(seqs) - int(undone)
 
     async def _settle(
         self, lease: Lease, exc: BaseException | None, rates: tuple[float, float] | None = None
