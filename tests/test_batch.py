@@ -269,6 +269,44 @@ async def test_a_failed_line_keeps_its_status_and_openais_error_body(tmp_path):
     assert failed["error"] is None
 
 
+async def test_the_input_is_streamed_not_read_ahead(tmp_path, monkeypatch):
+    import llm_client.batch as batch_module
+
+    src = tmp_path / "in.jsonl"
+    out = tmp_path / "out.jsonl"
+    write_lines(src, [chat_line(i) for i in range(120)])
+    parsed = 0
+    real_parse = batch_module.parse_line
+
+    def counting_parse(*args, **kwargs):
+        nonlocal parsed
+        parsed += 1
+        return real_parse(*args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "parse_line", counting_parse)
+    workers = 3
+    most_ahead = 0
+    async with FakeOpenAI(latency=0.005) as server, make_client(server) as client:
+        run = asyncio.create_task(client.run_file(src, out, concurrency=workers))
+        while not run.done():
+            written = out.read_bytes().count(b"\n") if out.exists() else 0
+            most_ahead = max(most_ahead, parsed - written)
+            await asyncio.sleep(0.002)
+        summary = await run
+    assert summary.succeeded == 120
+    # lines parsed but not yet written: the workers' calls plus the small queue, never the file
+    assert 0 < most_ahead <= 3 * workers + 1
+
+
+def test_an_output_that_cannot_be_written_is_a_clear_error(tmp_path, fake_openai):
+    from llm_client.cli import main
+
+    src = tmp_path / "in.jsonl"
+    write_lines(src, [chat_line(0)])
+    assert main(["batch", str(src), "-o", str(tmp_path / "no" / "such" / "out.jsonl")]) == 2
+    assert fake_openai.count() == 0
+
+
 # --- resuming ---------------------------------------------------------------------------------
 
 

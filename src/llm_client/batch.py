@@ -454,7 +454,10 @@ class _Appender:
         self._dirty = False
 
     def _open_locked(self) -> int:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot write the output {self.path}: {exc}") from exc
         try:
             import fcntl
 
@@ -835,7 +838,10 @@ class _BadLines:
     """The errors file: rewritten on every run (it describes the input, which is re-read)."""
 
     def __init__(self, path: Path) -> None:
-        self._f: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        try:
+            self._f: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115 - see close()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot write the errors file {path}: {exc}") from exc
 
     def write(self, bad: BadLine) -> None:
         self._f.write(json.dumps(bad.to_dict(), ensure_ascii=False) + "\n")
