@@ -528,6 +528,14 @@ def test_cli_dry_run_prints_the_estimate_and_sends_nothing(tmp_path, fake_openai
     assert estimate["output_tokens"] == 4 * 30 + 256
     assert "assumed 256 output tokens" in captured.err
     assert fake_openai.count() == 0
+    # after a partial run, the estimate covers only what is left
+    (tmp_path / "o.jsonl").write_text("")
+    assert main(["batch", str(src), "-o", str(tmp_path / "o.jsonl"), "--model", MODEL]) == 0
+    write_lines(src, [chat_line(i) for i in range(6)] + [{"custom_id": "x", "input": "hi"}])
+    capsys.readouterr()
+    assert main(["batch", str(src), "-o", str(tmp_path / "o.jsonl"), "--dry-run"]) == 0
+    left = json.loads(capsys.readouterr().out)
+    assert (left["lines"], left["skipped"], left["output_tokens"]) == (2, 5, 2 * 30)
 
 
 def test_cli_cache_sqlite_answers_a_second_run_from_the_cache(tmp_path, fake_openai):

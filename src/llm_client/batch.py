@@ -179,6 +179,7 @@ class DryRunEstimate:
 
     lines: int = 0
     bad: int = 0
+    skipped: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
@@ -191,6 +192,7 @@ class DryRunEstimate:
         return {
             "lines": self.lines,
             "bad": self.bad,
+            "skipped": self.skipped,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cost_usd": self.cost_usd,
@@ -208,8 +210,10 @@ class DryRunEstimate:
             if self.lines_with_assumed_output
             else ""
         )
+        done = f", {self.skipped} already in the output" if self.skipped else ""
         return (
-            f"{self.lines} requests ({self.bad} bad lines): {self.input_tokens} input tokens"
+            f"{self.lines} requests to run ({self.bad} bad lines{done}):"
+            f" {self.input_tokens} input tokens"
             f" (exact), {self.output_tokens} output tokens (at most){assumed};"
             f" estimated cost ${self.cost_usd:.6f}{rate}"
         )
@@ -355,13 +359,9 @@ def iter_requests(
 
 
 def _count_lines(path: str | os.PathLike[str]) -> int:
-    n = 0
-    last = b"\n"
+    """The lines a run will go through (blank lines are skipped), for the progress bar."""
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            n += chunk.count(b"\n")
-            last = chunk[-1:]
-    return n + (last != b"\n")
+        return sum(1 for raw in f if not raw.isspace())
 
 
 # --- the output file ------------------------------------------------------------------------------
@@ -860,13 +860,15 @@ def estimate_file(
     model: ModelProfile | str | None = None,
     assumed_output_tokens: int = DEFAULT_ASSUMED_OUTPUT_TOKENS,
     batch_api: bool = False,
+    skip: set[str] | frozenset[str] = frozenset(),
 ) -> DryRunEstimate:
     """Estimate a file's tokens and cost without sending anything.
 
     Input tokens are counted exactly as the client counts them before a call (tiktoken, with
     OpenAI's per-message overhead); output tokens are each body's ``max_tokens`` /
     ``max_completion_tokens`` / ``max_output_tokens``, or ``assumed_output_tokens`` per
-    completion line without one (embeddings produce none).
+    completion line without one (embeddings produce none). Lines whose ``custom_id`` is in
+    ``skip`` (already in the output) are counted as ``skipped``, not estimated.
     """
     from .middleware.tokens import _input_of
     from .tokens import count_tokens
@@ -875,6 +877,9 @@ def estimate_file(
     for item in iter_requests(path, default_model=model):
         if isinstance(item, BadLine):
             estimate.bad += 1
+            continue
+        if item.custom_id in skip:
+            estimate.skipped += 1
             continue
         call = item.call
         profile = call.profile

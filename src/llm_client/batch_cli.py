@@ -121,7 +121,7 @@ def _say(text: str) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from .batch import DEFAULT_ASSUMED_OUTPUT_TOKENS, estimate_file, run_file
+    from .batch import DEFAULT_ASSUMED_OUTPUT_TOKENS, estimate_file, read_output, run_file
     from .client import OpenAIClient
     from .models import GPT5Point4Nano
 
@@ -136,6 +136,7 @@ async def _run(args: argparse.Namespace) -> int:
             model=model,
             assumed_output_tokens=DEFAULT_ASSUMED_OUTPUT_TOKENS if assumed is None else assumed,
             batch_api=batch_api,
+            skip=set().union(*read_output(args.output, repair=False)),
         )
         print(json.dumps(estimate.as_dict()))
         _say(estimate.describe())
