@@ -163,7 +163,7 @@ async def test_fake_batch_lifecycle_and_validation_through_the_sdk():
             batch = await sdk.batches.retrieve(batch.id)
             if batch.status == "completed":
                 break
-            await server.batches.batches[batch.id].task  # type: ignore[misc]
+            await server.batches.batches[batch.id].task
         assert batch.status == "completed" and batch.request_counts.completed == 3
         assert batch.usage is not None and batch.usage.input_tokens > 0
         content = (await sdk.files.content(batch.output_file_id)).content
@@ -176,7 +176,7 @@ async def test_fake_batch_lifecycle_and_validation_through_the_sdk():
         failed = await sdk.batches.create(
             input_file_id=bad.id, endpoint="/v1/chat/completions", completion_window="24h"
         )
-        await server.batches.batches[failed.id].task  # type: ignore[misc]
+        await server.batches.batches[failed.id].task
         failed = await sdk.batches.retrieve(failed.id)
         assert failed.status == "failed"
         assert failed.errors.data[0].code == "duplicate_custom_id"
@@ -184,9 +184,8 @@ async def test_fake_batch_lifecycle_and_validation_through_the_sdk():
 
         with pytest.raises(openai.BadRequestError):
             await sdk.batches.create(
-                input_file_id=file.id, endpoint="/v1/chat/completions",
-                completion_window="1h",  # type: ignore[arg-type]
-            )  # fmt: skip
+                input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="1h"
+            )
         with pytest.raises(openai.ConflictError):
             await sdk.batches.cancel(batch.id)  # a completed batch cannot be cancelled
         await sdk.close()

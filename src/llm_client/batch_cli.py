@@ -38,12 +38,26 @@ def add_batch_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     p.add_argument("input", help="the JSONL requests file, or status|cancel|collect")
     p.add_argument("-o", "--output", required=True, help="the results JSONL (appended to)")
     p.add_argument("--errors", default=None, help="bad-line report (default <output>.errors.jsonl)")
-    p.add_argument("--model", default=None, help="model of short-form lines (default: first key)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model of lines that name none (default: the first model in the file)",
+    )
     p.add_argument(
         "--cache", default=None, help="cache: sqlite:PATH, or a backend name (memory, fs, ...)"
     )
-    p.add_argument("--tpm", type=float, default=None, help="tokens per minute for the limiter")
-    p.add_argument("--rpm", type=float, default=None, help="requests per minute for the limiter")
+    p.add_argument(
+        "--tpm",
+        type=float,
+        default=None,
+        help="limiter budget, tokens per minute (default: the profile's)",
+    )
+    p.add_argument(
+        "--rpm",
+        type=float,
+        default=None,
+        help="limiter budget, requests per minute (default: the profile's)",
+    )
     p.add_argument("--concurrency", type=int, default=64, help="calls in flight (default 64)")
     p.add_argument("--attempts", type=int, default=3, help="attempts per line (default 3)")
     p.add_argument(
