@@ -11,15 +11,22 @@ It prints, for both limiters configured for the same rate and the same one-secon
 1. utilization under saturating load of mixed sizes (1-200 tokens) over a long *simulated*
    window (a virtual-time event loop, so an hour runs in seconds): admitted tokens / limit,
    target >= 0.97, and how many 1 s / 10 s / 60 s windows went over ``burst + rate * w``;
-2. the same where answers use on average 30% of the reserved tokens (ours refunds the rest;
-   aiolimiter cannot), target >= 0.90 of real usage / limit;
+2. the same where answers use on average 30% of the reserved tokens and the budget is
+   usage-based (ours reconciles its usage bucket to real usage; aiolimiter cannot), target
+   >= 0.90 of real usage / limit;
 3. fairness at 1.5x load: admission rate of >150-token requests over that of <50-token
    requests, target >= 0.9;
 4. overhead: CPU microseconds per acquire+release with 1,000 concurrent waiters on the real
    clock, ours / aiolimiter, target <= 1.5;
 5. distributed: 4 processes sharing one budget through Redis (``REDIS_URL``, default
    redis://127.0.0.1:6379/0): total throughput / limit, target >= 0.95, and the largest
-   overshoot of any 1 s / 10 s window as the server saw it, target <= 1%.
+   overshoot of any 1 s / 10 s window as the server saw it, target <= 1%;
+6. against the fake server's quota (``llm_client.testing.Quota``: OpenAI's accounting,
+   charged at arrival, no refund), in real time, the *default* client
+   (``OpenAIClient(GPT5Nano, cache_backend=None)``): 120,000 TPM, ``max_tokens=1000``,
+   answers of about 30 tokens: 429s in steady state (target 0) and the share of the
+   server's token budget used (target >= 0.95); then with a usage-based budget of 120,000
+   binding instead and answers of 30% of ``max_tokens``: its utilization (target >= 0.90).
 """
 
 from __future__ import annotations
@@ -123,8 +130,11 @@ class Subject:
 
 
 class Ours(Subject):
-    def __init__(self, rate: float, clock: Any = None) -> None:
-        self.limiter = Limiter(rate * 60, RPM, clock=clock)
+    def __init__(self, rate: float, clock: Any = None, *, usage: bool = False) -> None:
+        if usage:  # a usage-based budget binds; the per-minute one is far away
+            self.limiter = Limiter(rate * 6000, RPM, clock=clock, usage_tokens_per_minute=rate * 60)
+        else:
+            self.limiter = Limiter(rate * 60, RPM, clock=clock)
 
     def limit(self, tokens: int) -> AbstractAsyncContextManager[Any]:
         return self.limiter.limit(tokens)
@@ -143,10 +153,17 @@ class Theirs(Subject):
         return self._limit(tokens)
 
 
-def make(kind: str, loop: asyncio.AbstractEventLoop | None = None, rate: float = RATE) -> Subject:
-    """Either limiter at ``rate`` tokens/s with a one-second burst (on ``loop``'s clock)."""
+def make(
+    kind: str,
+    loop: asyncio.AbstractEventLoop | None = None,
+    rate: float = RATE,
+    *,
+    usage: bool = False,
+) -> Subject:
+    """Either limiter at ``rate`` tokens/s with a one-second burst (on ``loop``'s clock);
+    ``usage``: ours as a usage-based budget."""
     if kind == "ours":
-        return Ours(rate, LoopClock(loop) if loop is not None else None)
+        return Ours(rate, LoopClock(loop) if loop is not None else None, usage=usage)
     return Theirs(rate)
 
 
@@ -178,7 +195,7 @@ def utilization(kind: str, *, seconds: float, used_share: float | None, seed: in
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        subject = make(kind, loop)
+        subject = make(kind, loop, usage=used_share is not None)
 
         async def worker() -> None:
             while True:
@@ -396,10 +413,103 @@ def report_distributed(seconds: float) -> None:
     print("   target: throughput >= 0.95; never over by more than 1%")
 
 
+# --- 6: against the fake server's quota -----------------------------------------------------
+
+
+async def quota_run(
+    quota: Any, *, calls: int, conc: int, output_tokens: int, latency: float
+) -> tuple[float, float]:
+    """The default client against a fake server enforcing ``quota``; (start, end) times."""
+    from llm_client import GPT5Nano, OpenAIClient
+    from llm_client.testing import FakeOpenAI
+
+    server = FakeOpenAI(quota=quota, output_tokens=output_tokens, latency=latency)
+    server.log_requests = False
+    async with server:
+        client = OpenAIClient(
+            GPT5Nano, base_url=server.base_url, api_key="sk-bench", cache_backend=None
+        )
+        sem = asyncio.Semaphore(conc)
+        statuses: list[int] = []
+
+        async def one(i: int) -> None:
+            async with sem:
+                msgs = [{"role": "user", "content": f"Write about limits, part {i}."}]
+                r = await client.get_response(messages=msgs, max_tokens=1000)
+                statuses.append(r["status"])
+
+        start = time.monotonic()
+        await asyncio.gather(*(one(i) for i in range(calls)))
+        end = time.monotonic()
+        pad = client.limiter.token_pad
+        await client.close()
+    failed = sum(s != 200 for s in statuses)
+    print(
+        f"   {calls} calls at concurrency {conc} in {end - start:.1f} s; failed calls: {failed};"
+        f" token pad {pad:.2f}"
+    )
+    return start, end
+
+
+def steady(
+    history: list[tuple[float, str, int]], start: float, end: float, warmup: float
+) -> tuple[float, float, list[tuple[float, str, int]]]:
+    t0 = start + warmup
+    admits = [t for t, kind, _ in history if kind == "admit"]
+    t1 = max(admits) if admits else end
+    return t0, t1, [e for e in history if t0 <= e[0] <= t1]
+
+
+def report_quota(quick: bool) -> None:
+    from llm_client.testing import Quota
+
+    calls = 100 if quick else 200
+    warmup = 10.0
+    print(
+        "\n6) the default client against the fake server's quota (OpenAI's accounting), real time"
+    )
+    print("   a) 120,000 TPM, max_tokens=1000, answers of 30 tokens, latency 0.2 s")
+    quota = Quota(tokens_per_minute=120_000, keep_history=True)
+    start, end = asyncio.run(quota_run(quota, calls=calls, conc=32, output_tokens=30, latency=0.2))
+    assert quota.history is not None
+    t0, t1, window = steady(quota.history, start, end, warmup)
+    refused_all = sum(kind == "refuse" for _, kind, _ in quota.history)
+    refused = sum(kind == "refuse" for _, kind, _ in window)
+    charged = sum(n for _, kind, n in window if kind == "admit")
+    util = charged / (120_000 / 60 * (t1 - t0))
+    print(f"   429s: {refused} after the first {warmup:.0f} s, {refused_all} in all   (target 0)")
+    print(
+        f"   server token budget used, {t1 - t0:.0f} s steady state: {util:.3f}   (target >= 0.95)"
+    )
+    print(
+        "   b) usage-based 120,000 TPM binding (per-minute TPM 10,000,000), answers of 300"
+        " tokens = 30% of max_tokens, latency 0.5 s"
+    )
+    quota = Quota(tokens_per_minute=10_000_000, usage_tokens_per_minute=120_000, keep_history=True)
+    start, end = asyncio.run(
+        quota_run(quota, calls=2 * calls, conc=32, output_tokens=300, latency=0.5)
+    )
+    assert quota.history is not None
+    t0, t1, window = steady(quota.history, start, end, warmup)
+    refused = sum(kind == "refuse" for _, kind, _ in quota.history)
+    used = sum(n for _, kind, n in window if kind == "used")
+    util = used / (120_000 / 60 * (t1 - t0))
+    print(
+        f"   429s: {refused};  usage-based budget used, {t1 - t0:.0f} s steady state:"
+        f" {util:.3f}   (target >= 0.90)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter windows, fewer calls")
+    parser.add_argument(
+        "--only-quota", action="store_true", help="run only part 6, against the fake server"
+    )
     args = parser.parse_args()
+    if args.only_quota:
+        report_quota(args.quick)
+        return
     sim = 600.0 if args.quick else 3600.0
     print("llm_client Limiter vs aiolimiter AsyncLimiter; same rate, same 1 s burst")
     print(f"rate {RATE:.0f} tokens/s (TPM {TPM:.0f}); burst {BURST:.0f} tokens")
@@ -407,6 +517,7 @@ def main() -> None:
     report_fairness(sim / 6)
     report_overhead(20_000 if args.quick else 100_000)
     report_distributed(5.0 if args.quick else 20.0)
+    report_quota(args.quick)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,17 @@ chat calls to it at the same concurrency, interleaved round by round:
 2. the raw SDK on its aiohttp client (``openai.DefaultAioHttpClient``);
 3. ``OpenAIClient`` with the full default pipeline (cache off, limiter on with limits far
    above the load);
-4. ``OpenAIClient`` with a memory cache that answers every call (a hit never touches the
+4. the *default* client, ``OpenAIClient(GPT5Nano, cache_backend=None)`` with no limit
+   arguments: its limiter starts from the profile's limits (500 RPM) and follows the server,
+   which advertises ``x-ratelimit-limit-requests: 1000000`` and ``-tokens: 10000000000``;
+5. ``OpenAIClient`` with a memory cache that answers every call (a hit never touches the
    network or the SDK).
 
-It prints calls/s (best round of each) and the ratios, then ``import llm_client`` time as a
-ratio to ``import openai`` (median of fresh interpreters).
+It prints calls/s (best round of each) and the ratios, then a paced run: a second server
+enforcing 30,000 RPM (OpenAI's accounting, ``llm_client.testing.Quota``) and the default
+client sending as fast as it can: the achieved rate after the first second (target: within
+5% of 500 calls/s) and the 429s (target 0). Last, ``import llm_client`` time as a ratio to
+``import openai`` (median of fresh interpreters).
 """
 
 from __future__ import annotations
@@ -52,6 +58,48 @@ async def drive(call: Callable[[Prompt], Awaitable[Any]], msgs: list[Prompt], co
     return len(msgs) / (time.perf_counter() - start)
 
 
+async def paced_run(seconds: float, conc: int, rpm: int = 30_000) -> None:
+    """The default client against a server enforcing ``rpm``: rate after the first second."""
+    proc, url = spawn_server(["--quota-rpm", str(rpm)])
+    target = rpm / 60
+    try:
+        client = OpenAIClient(GPT5Nano, base_url=url, api_key="sk-bench", cache_backend=None)
+        done: list[float] = []
+        statuses: list[int] = []
+        start = time.perf_counter()
+        stop = start + seconds
+
+        async def worker(w: int) -> None:
+            i = 0
+            while time.perf_counter() < stop:
+                m = [{"role": "user", "content": f"paced {w} {i}"}]
+                r = await client.get_response(messages=m)
+                statuses.append(r["status"])
+                done.append(time.perf_counter() - start)
+                i += 1
+
+        await asyncio.gather(*(worker(w) for w in range(conc)))
+        stats = client.stats()["limiter"]
+        await client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    after = [t for t in done if 1.0 <= t <= seconds]
+    rate = len(after) / (seconds - 1.0)
+    print(
+        f"\n  paced: default client vs a server enforcing {rpm:,} RPM, {seconds:.0f} s,"
+        f" concurrency {conc}"
+    )
+    print(
+        f"  achieved after the first second: {rate:,.1f} calls/s = {rate / target:.3f} x"
+        f" {target:.0f}/s   (target within 5%)"
+    )
+    print(
+        f"  429s seen by the limiter: {int(stats['throttle_events'])}, non-200 results:"
+        f" {sum(s != 200 for s in statuses)}   (target 0)"
+    )
+
+
 def import_ratio(runs: int = 15) -> tuple[float, float]:
     def once(module: str) -> float:
         start = time.perf_counter()
@@ -84,6 +132,7 @@ async def main(args: argparse.Namespace) -> None:
             tokens_per_minute=10**12,
             requests_per_minute=10**9,
         )
+        default = OpenAIClient(GPT5Nano, base_url=url, api_key=key, cache_backend=None)
         cached = OpenAIClient(
             GPT5Nano,
             base_url=url,
@@ -104,6 +153,11 @@ async def main(args: argparse.Namespace) -> None:
             assert r["status"] == 200, r["error"]
             return r
 
+        async def dflt(m: Prompt) -> Any:
+            r = await default.get_response(messages=m)
+            assert r["status"] == 200, r["error"]
+            return r
+
         async def hit(m: Prompt) -> Any:
             r = await cached.get_response(messages=m)
             assert r["cached"], "expected a cache hit"
@@ -111,7 +165,7 @@ async def main(args: argparse.Namespace) -> None:
 
         # warm up connections, encoders and the cache (every prompt stored once)
         warm = msgs[: min(200, len(msgs))]
-        for fn in (raw_d, raw_a, full):
+        for fn in (raw_d, raw_a, full, dflt):
             await drive(fn, warm, args.concurrency)
         await drive(cached.get_response, msgs, args.concurrency)
 
@@ -119,6 +173,7 @@ async def main(args: argparse.Namespace) -> None:
             "raw SDK, default client": raw_d,
             "raw SDK, aiohttp client": raw_a,
             "llm-client full pipeline": full,
+            "llm-client default client": dflt,
             "llm-client cache hit": hit,
         }
         results: dict[str, list[float]] = {n: [] for n in names}
@@ -136,17 +191,23 @@ async def main(args: argparse.Namespace) -> None:
             print(f"  {name:28s} {rate:9,.0f} calls/s   (rounds: {rounds})")
         d, a = best["raw SDK, default client"], best["raw SDK, aiohttp client"]
         f, h = best["llm-client full pipeline"], best["llm-client cache hit"]
+        dc = best["llm-client default client"]
         print()
         print(f"  full pipeline / raw SDK default client : {f / d:5.2f}x   (target >= 1.6)")
         print(f"  full pipeline / raw SDK aiohttp client : {f / a:5.2f}x   (target >= 0.95)")
+        print(f"  default client / raw SDK default client: {dc / d:5.2f}x   (target >= 1.6)")
+        print(f"  default client / raw SDK aiohttp client: {dc / a:5.2f}x   (target >= 0.95)")
         print(f"  cache hit     / raw SDK default client : {h / d:5.2f}x   (target >= 5)")
         await raw_default.close()
         await raw_aiohttp.close()
         await ours.close()
+        await default.close()
         await cached.close()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+    await paced_run(args.paced_seconds, args.concurrency)
 
     t_openai, t_ours = import_ratio()
     print(
@@ -160,5 +221,6 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--paced-seconds", type=float, default=10.0)
     os.environ.setdefault("LLM_CLIENT_NO_DOTENV", "1")
     asyncio.run(main(parser.parse_args()))

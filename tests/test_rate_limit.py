@@ -229,21 +229,50 @@ async def test_both_dimensions_are_taken_together_or_not_at_all():
 # --- reconciliation ------------------------------------------------------------------------------
 
 
-async def test_record_refunds_or_charges_the_difference():
-    limiter, clock = make(tpm=6000, rpm=6000)
+async def test_record_never_refunds_the_per_minute_bucket_but_charges_overruns():
+    """OpenAI counts the estimate when the request arrives and gives nothing back."""
+    limiter, _ = make(tpm=60_000, rpm=6000)  # a 1000-token burst
     async with limiter.limit(80) as lease:
         lease.record(30)
-    assert limiter.stats()["level_tokens"] == 70
+    assert limiter.stats()["level_tokens"] == 920
     async with limiter.limit(40) as lease:
         lease.record(100)
     stats = limiter.stats()
-    assert stats["level_tokens"] == -30
+    assert stats["level_tokens"] == 820
     assert stats["charged_tokens"] == 60
-    assert stats["refunded_tokens"] == 50
+    assert stats["refunded_tokens"] == 0
+
+
+async def test_a_usage_based_bucket_is_reconciled_both_ways():
+    limiter, clock = make(tpm=60_000, rpm=6000, usage_tokens_per_minute=6000)
+    assert limiter.usage_tokens_per_minute == 6000
+    async with limiter.limit(80) as lease:
+        lease.record(30)
+    assert limiter.stats()["level_usage_tokens"] == 70
+    assert limiter.stats()["level_tokens"] == 1000 - 80  # the per-minute bucket keeps it
+    async with limiter.limit(40) as lease:
+        lease.record(100)
+    assert limiter.stats()["level_usage_tokens"] == -30
     clock.advance(10)
     async with limiter.limit(90) as lease:
         lease.record(0)
-    assert limiter.stats()["level_tokens"] == 100  # a refund never over the capacity
+    assert limiter.stats()["level_usage_tokens"] == 100  # a refund never over the capacity
+    # a call waits for the usage bucket too
+    async with limiter.limit(100) as lease:
+        lease.record(100)
+    admitted: list[float] = []
+
+    async def call() -> None:
+        async with limiter.limit(50):
+            admitted.append(clock.now())
+
+    task = asyncio.create_task(call())
+    await settle()
+    assert admitted == []
+    clock.advance(0.5 + 1e-6)
+    await settle()
+    assert admitted == [pytest.approx(10.5, abs=1e-5)]
+    await task
 
 
 async def test_exit_without_record_keeps_the_estimate_and_the_request():
@@ -278,9 +307,9 @@ async def test_recorded_usage_wins_over_an_error():
     limiter, _ = make(tpm=6000, rpm=600)
     with pytest.raises(ServerError):
         async with limiter.limit(40) as lease:
-            lease.record(10)
+            lease.record(60)
             raise ServerError("stream broke")
-    assert limiter.stats()["level_tokens"] == 90
+    assert limiter.stats()["level_tokens"] == 40
 
 
 # --- cancellation ---------------------------------------------------------------------------------
@@ -359,7 +388,7 @@ async def test_cancelled_while_running_is_reconciled_like_any_exit():
 
     async def call() -> None:
         async with limiter.limit(50) as lease:
-            lease.record(20)
+            lease.record(70)
             started.set()
             await asyncio.sleep(3600)
 
@@ -368,7 +397,7 @@ async def test_cancelled_while_running_is_reconciled_like_any_exit():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert limiter.stats()["level_tokens"] == 80
+    assert limiter.stats()["level_tokens"] == 30
 
 
 async def test_real_clock_paces_with_loop_timers():
@@ -568,18 +597,20 @@ async def test_a_lower_limit_does_not_refill_the_bucket_for_a_large_request():
 
 
 async def test_a_refund_after_a_lower_limit_counts_at_the_old_rate():
-    """A call admitted under the configured budget and settled after a limit header lowered
-    it gives back its unused tokens in proportion (their time at the old rate): given back
-    in full, they would fill the small new bucket, and a request larger than it would go out
-    at once: 200 - 190 + 300 = 310 tokens in an instant, over max(burst, largest) = 300."""
-    limiter, clock = make(tpm=6000, rpm=600, burst_seconds=2.0)  # 200-token burst, 100/s
+    """A call admitted under the configured usage-based budget and settled after a limit
+    header lowered it gives back its unused tokens in proportion (their time at the old
+    rate): given back in full, they would fill the small new bucket, and a request larger
+    than it would go out at once: 200 - 190 + 300 = 310 tokens in an instant, over
+    max(burst, largest) = 300."""
+    # usage-based: 200-token burst, 100/s; the per-minute bucket is far larger
+    limiter, clock = make(tpm=60_000, rpm=600, burst_seconds=2.0, usage_tokens_per_minute=6000)
     async with limiter.limit(200, 0) as lease:
-        limiter.update_from_headers({"x-ratelimit-limit-tokens": "300"})  # 10 burst, 5/s
-        assert limiter.stats()["level_tokens"] == 0
+        limiter.update_from_headers({"x-ratelimit-limit-tokens_usage_based": "300"})  # 10, 5/s
+        assert limiter.stats()["level_usage_tokens"] == 0
         lease.record(10)
     stats = limiter.stats()
-    assert stats["refunded_tokens"] == 190
-    assert stats["level_tokens"] == pytest.approx(190 * 5 / 100)  # 9.5, not a full 10
+    assert stats["usage_tokens_per_minute"] == 300
+    assert stats["level_usage_tokens"] == pytest.approx(190 * 5 / 100)  # 9.5, not a full 10
     admitted: list[float] = []
 
     async def large() -> None:
@@ -615,12 +646,14 @@ async def test_429_pauses_only_the_exhausted_dimension_and_does_not_compound():
 
     task = asyncio.create_task(call())
     await settle()
-    clock.advance(1.594)  # the pause is over; one token takes 2 ms more
+    # the tokens-429 padded estimates by 5%: the 1-token call counts 1.05 tokens
+    assert limiter.token_pad == pytest.approx(1.05)
+    clock.advance(1.594)  # the pause is over; 1.05 tokens take 2.1 ms more
     await settle()
     assert admitted == []
-    clock.advance(0.002)
+    clock.advance(0.0021)
     await settle()
-    assert admitted == [pytest.approx(2.096)]
+    assert admitted == [pytest.approx(2.0961)]
     await task
 
     limiter2, _ = make(tpm=40000, rpm=3)
@@ -677,5 +710,162 @@ async def test_client_limits_every_attempt_learns_from_a_429_and_spares_cache_hi
     assert stats["admitted_requests"] == 2  # the 429'd attempt and its retry
     assert stats["throttle_events"] == 1
     assert stats["in_flight"] == 0
-    # the retry recorded the real usage: the estimate was reconciled
-    assert stats["refunded_tokens"] + stats["charged_tokens"] > 0
+    # the retry recorded the real usage, below the estimate: the per-minute budget keeps
+    # the estimate, as OpenAI does
+    assert stats["refunded_tokens"] == 0
+
+
+# --- following the server's limits ----------------------------------------------------------------
+
+
+def follower(tpm: float = 200_000, rpm: float = 500, **kw) -> tuple[Limiter, ManualClock]:
+    """A limiter whose starting limits are only a guess, as the client builds it."""
+    return make(tpm, rpm, max_tokens_per_minute=math.inf, max_requests_per_minute=math.inf, **kw)
+
+
+def test_a_follower_takes_the_servers_limits_both_ways():
+    limiter, _ = follower()
+    limiter.update_from_headers(
+        {"x-ratelimit-limit-requests": "1000000", "x-ratelimit-limit-tokens": "10000000000"}
+    )
+    assert (limiter.requests_per_minute, limiter.tokens_per_minute) == (1_000_000, 10**10)
+    assert limiter.stats()["capacity_requests"] == pytest.approx(1_000_000 / 60)
+    limiter.update_from_headers({"x-ratelimit-limit-requests": "5000"})
+    assert limiter.requests_per_minute == 5000
+    assert limiter.tokens_per_minute == 10**10  # a header that names only requests
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "", "lots", "nan", "inf", "1e400"])
+def test_a_follower_ignores_limits_that_say_nothing(value):
+    limiter, _ = follower()
+    limiter.update_from_headers(
+        {"x-ratelimit-limit-requests": value, "x-ratelimit-limit-tokens": value}
+    )
+    assert (limiter.requests_per_minute, limiter.tokens_per_minute) == (500, 200_000)
+    limiter.update_from_headers({"x-ratelimit-remaining-requests": "5"})  # no limit at all
+    assert (limiter.requests_per_minute, limiter.tokens_per_minute) == (500, 200_000)
+
+
+def test_a_limit_on_a_429_lasts_only_until_the_next_response():
+    """One 429 carrying limit-requests: 60 must not pin the client at 1 call/s for good."""
+    limiter, _ = follower()
+    normal = {"x-ratelimit-limit-requests": "30000", "x-ratelimit-limit-tokens": "150000000"}
+    limiter.update_from_headers(normal)
+    limiter.update_from_headers(
+        {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0"}, status=429
+    )
+    assert limiter.requests_per_minute == 60
+    limiter.update_from_headers(normal, status=200)
+    assert limiter.requests_per_minute == 30000
+    assert limiter.stats()["limit_changes"] == 4
+
+
+def test_explicit_limits_are_a_ceiling_headers_lower_but_never_raise():
+    limiter, _ = make(tpm=30_000, rpm=500)  # the limits given are the ceiling by default
+    assert limiter.max_tokens_per_minute == 30_000
+    limiter.update_from_headers(
+        {"x-ratelimit-limit-requests": "1000000", "x-ratelimit-limit-tokens": "10000000000"}
+    )
+    assert (limiter.requests_per_minute, limiter.tokens_per_minute) == (500, 30_000)
+    limiter.update_from_headers({"x-ratelimit-limit-requests": "60"})
+    assert limiter.requests_per_minute == 60
+    limiter.update_from_headers({"x-ratelimit-limit-requests": "1000000"})
+    assert limiter.requests_per_minute == 500  # back up, to the ceiling and no further
+    # a ceiling above the start: the server may raise the budget that far
+    ceiling, _ = make(tpm=30_000, rpm=500, max_requests_per_minute=2000)
+    ceiling.update_from_headers({"x-ratelimit-limit-requests": "1000000"})
+    assert ceiling.requests_per_minute == 2000
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, "10", True])
+def test_bad_ceilings_are_rejected(bad):
+    with pytest.raises(ConfigurationError, match="max_tokens_per_minute"):
+        Limiter(6000, 60, max_tokens_per_minute=bad)
+    with pytest.raises(ConfigurationError, match="max_requests_per_minute"):
+        Limiter(6000, 60, max_requests_per_minute=bad)
+
+
+async def test_a_follower_does_not_refuse_a_large_call_before_the_server_has_spoken():
+    limiter, _ = follower(tpm=6000, rpm=600)
+    async with limiter.limit(9000):  # over the starting guess: admitted on a full bucket
+        pass
+    limiter.update_from_headers({"x-ratelimit-limit-tokens": "8000"})
+    with pytest.raises(RequestTooLargeError, match="8000"):
+        async with limiter.limit(9000):
+            pass
+
+
+def test_the_usage_based_headers_start_a_third_bucket():
+    limiter, _ = follower()
+    assert limiter.usage_bucket is None
+    limiter.update_from_headers(
+        {
+            "x-ratelimit-limit-tokens": "160000",
+            "x-ratelimit-limit-tokens_usage_based": "120000",
+            "x-ratelimit-remaining-tokens_usage_based": "500",
+            "x-ratelimit-reset-tokens_usage_based": "59s",
+        }
+    )
+    assert limiter.usage_tokens_per_minute == 120_000
+    assert limiter.stats()["level_usage_tokens"] == 500  # re-synced down from the burst
+    info = RateLimitHeaders.parse({"x-ratelimit-reset-tokens_usage_based": "1m30s"})
+    assert info.reset_usage_tokens == 90
+
+
+def test_a_usage_based_429_pauses_the_usage_bucket_not_the_per_minute_one():
+    limiter, _ = follower(usage_tokens_per_minute=60_000)
+    limiter.update_from_headers(
+        {
+            "x-ratelimit-remaining-tokens": "150000",
+            "x-ratelimit-remaining-requests": "400",
+            "x-ratelimit-remaining-tokens_usage_based": "0",
+            "retry-after-ms": "2000",
+        },
+        status=429,
+    )
+    stats = limiter.stats()
+    assert stats["level_usage_tokens"] == pytest.approx(-1000 * 2)
+    assert stats["level_tokens"] > 0
+    assert stats["token_pad"] == 1.0  # the per-minute estimate was not the problem
+
+
+# --- pauses from headers are bounded (issue 8, defect 1) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"retry-after": "100000"},
+        {"retry-after-ms": "100000000"},
+        {"x-ratelimit-reset-tokens": "27h46m40s", "x-ratelimit-remaining-tokens": "0"},
+        {"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"},
+    ],
+)
+def test_a_pause_from_headers_is_capped(headers):
+    from llm_client.rate_limit import MAX_HEADER_PAUSE_SECONDS
+
+    limiter, clock = make(tpm=30_000, rpm=500)
+    limiter.update_from_headers(headers, status=429)
+    left = limiter.stats()["paused_seconds_left"]
+    assert 0 < left <= MAX_HEADER_PAUSE_SECONDS
+    clock.advance(MAX_HEADER_PAUSE_SECONDS)
+    assert limiter.stats()["paused_seconds_left"] == 0
+    assert limiter.stats()["level_tokens"] >= 0
+
+
+def test_tokens_429s_pad_estimates_once_per_pause_up_to_a_bound():
+    from llm_client.rate_limit import MAX_TOKEN_PAD
+
+    limiter, clock = make(tpm=30_000, rpm=500)
+    tokens_429 = {"x-ratelimit-remaining-tokens": "10", "retry-after-ms": "500"}
+    for _ in range(20):  # a burst of 429s, one per call in flight: one step
+        limiter.update_from_headers(tokens_429, status=429)
+    assert limiter.token_pad == pytest.approx(1.05)
+    for _ in range(50):
+        clock.advance(1)
+        limiter.update_from_headers(tokens_429, status=429)
+    assert limiter.token_pad == MAX_TOKEN_PAD
+    requests_429 = {"x-ratelimit-remaining-requests": "0", "retry-after-ms": "500"}
+    other, _ = make(tpm=30_000, rpm=500)
+    other.update_from_headers(requests_429, status=429)
+    assert other.token_pad == 1.0

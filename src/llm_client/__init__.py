@@ -18,6 +18,19 @@ from ._env import load_env as _load_env
 if _os.environ.get("LLM_CLIENT_NO_DOTENV", "") not in ("1", "true"):
     _load_env()
 
+from .agent import (
+    AgentError,
+    AgentEvent,
+    AgentResult,
+    AgentRunner,
+    BudgetExceededError,
+    MaxTurnsExceededError,
+    RunBudget,
+    StopRun,
+    Tool,
+    ToolCallRecord,
+    TurnRecord,
+)
 from .client import OpenAIClient
 from .exceptions import (
     APIConnectionError,
@@ -65,6 +78,11 @@ __all__ = [
     "GPT5",
     "APIConnectionError",
     "APIError",
+    "AgentError",
+    "AgentEvent",
+    "AgentResult",
+    "AgentRunner",
+    "BudgetExceededError",
     "CacheOptions",
     "Call",
     "ConfigurationError",
@@ -86,6 +104,7 @@ __all__ = [
     "LLMEvent",
     "LLMResult",
     "LongContextPricing",
+    "MaxTurnsExceededError",
     "Middleware",
     "ModelProfile",
     "Next",
@@ -94,8 +113,13 @@ __all__ = [
     "RateLimitError",
     "RateLimits",
     "Reply",
+    "RunBudget",
+    "StopRun",
     "TextEmbedding3Large",
     "TextEmbedding3Small",
+    "Tool",
+    "ToolCallRecord",
+    "TurnRecord",
     "UnknownBackendError",
     "UnknownModelError",
     "Usage",

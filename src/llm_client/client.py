@@ -117,6 +117,8 @@ class OpenAIClient:
         _check_types(pipeline=pipeline, plugin_manager=plugin_manager, clock=clock)
         self.api: Api = api
         self.max_concurrency = max_concurrency
+        #: The injected plugin manager, if any (agents look tool names up in it).
+        self.plugin_manager = plugin_manager
         from .transport import Transport
 
         try:

@@ -69,18 +69,26 @@ def build_limiter(
     _positive("requests_per_minute", requests_per_minute)
     tpm = tokens_per_minute or profile.rate_limits.tkn_per_min
     rpm = requests_per_minute or profile.rate_limits.req_per_min
+    # The profile's limits are only a conservative start: the limiter follows the server's
+    # x-ratelimit-limit-* headers from the first response on. A limit passed explicitly is a
+    # ceiling those headers may lower but never raise.
+    ceilings = {
+        "max_tokens_per_minute": tokens_per_minute or math.inf,
+        "max_requests_per_minute": requests_per_minute or math.inf,
+    }
     if rate_limit_backend in (None, "none"):
         return None
     if rate_limit_backend == "local":
         from .rate_limit import Limiter
 
-        return Limiter(tpm, rpm, burst_seconds=burst_seconds, clock=clock)
+        return Limiter(tpm, rpm, burst_seconds=burst_seconds, clock=clock, **ceilings)
     return make_rate_limiter(
         rate_limit_backend,
         plugin_manager=plugin_manager,
         tokens_per_minute=tpm,
         requests_per_minute=rpm,
         burst_seconds=burst_seconds,
+        **ceilings,
         key=f"llm_client:ratelimit:{profile.model_name}",
         **options,
     )

@@ -45,6 +45,9 @@ def register_rate_limiters(register: Callable[[str, Callable[..., Any]], None]) 
 
     :param register: call ``register(name, factory)``; ``factory(*, tokens_per_minute,
         requests_per_minute, **options)`` returns a :class:`~llm_client.rate_limit.RateLimiter`.
+        The options include ``max_tokens_per_minute`` / ``max_requests_per_minute``: the
+        ceilings up to which ``x-ratelimit-limit-*`` headers may raise the starting limits
+        (``math.inf`` when the user passed none); accept and ignore what you do not use.
     """
 
 
@@ -58,9 +61,10 @@ def register_sinks(register: Callable[[str, Callable[..., Any]], None]) -> None:
 
 @hookspec
 def register_tools(register: Callable[[Any], None]) -> None:
-    """Register agent tools.
+    """Register agent tools, which ``AgentRunner(client, tools=["name", ...])`` picks by name.
 
-    :param register: call ``register(tool)`` with a :class:`~llm_client.agent.Tool`.
+    :param register: call ``register(tool)`` with a :class:`~llm_client.agent.Tool`, or with a
+        plain function (named by its ``__name__``; made a tool with ``Tool.from_function``).
     """
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "get_plugin_manager",
     "get_registry",
     "new_plugin_manager",
+    "registered_tool",
 ]
 
 BUILTIN_PLUGINS: tuple[str, ...] = ("llm_client.cache",)
@@ -113,8 +114,9 @@ def _collect(
             after: str | None = None,
             _plugin: str = plugin,
         ) -> None:
-            if kind == "tool":  # register(tool)
-                factory, name = name, getattr(name, "name", None)
+            if kind == "tool":  # register(tool): a Tool, or a function (named by __name__)
+                factory = name
+                name = getattr(name, "name", None) or getattr(name, "__name__", None)
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin {_plugin!r} registered a {kind} without a name")
             if factory is None or (not callable(factory) and kind != "tool"):
@@ -174,3 +176,9 @@ def rate_limiter(
     reg = _lookup(get_registry(plugin_manager).rate_limiters, "rate-limit backend", name)
     factory: Callable[..., Any] = reg.factory
     return factory(**options)
+
+
+def registered_tool(name: str, /, *, plugin_manager: pluggy.PluginManager | None = None) -> Any:
+    """The tool (a :class:`~llm_client.agent.Tool` or a function) a plugin registered as
+    ``name`` through the ``register_tools`` hook."""
+    return _lookup(get_registry(plugin_manager).tools, "tool", name).factory

@@ -3,8 +3,9 @@
 A :class:`Limiter` holds two :class:`TokenBucket` s, one for tokens and one for requests. A
 call enters ``async with limiter.limit(tokens, requests) as lease``: it waits in one FIFO
 queue until *both* buckets allow it, and then takes from both at once (or from neither).
-When the block ends, the lease is reconciled: the estimate taken at entry is replaced by the
-real usage given to :meth:`Lease.record`, refunding or charging the difference.
+When the block ends, the lease is reconciled with the real usage given to
+:meth:`Lease.record`: as OpenAI does, the token bucket keeps the estimate (and charges usage
+beyond it); an optional usage-based bucket is reconciled to the real usage both ways.
 
 Rules (docs/rate-limiting.md explains them at more length):
 
@@ -22,17 +23,26 @@ Rules (docs/rate-limiting.md explains them at more length):
   queued ahead of it plus its own need (at most one burst), less the level it found, divided
   by the rate; its wait is bounded by the sum of that over tokens and requests (unless usage
   charged afterwards or a 429 adds debt).
-* **Reconciliation.** :meth:`Lease.record` sets the real total tokens (prompt + output). On
-  exit without ``record`` the estimate stays charged and the request stays spent (the call
-  reached the server), unless :meth:`Lease.refund` was called or the block raised one of
-  :data:`NOT_SENT_ERRORS` (raised before anything is sent): then the tokens and the request
-  are given back. A refund never lifts a bucket over its capacity.
+* **Reconciliation.** :meth:`Lease.record` sets the real total tokens (prompt + output): the
+  token bucket charges what exceeds the estimate (never refunds the rest), a usage-based
+  bucket takes the real figure. On exit without ``record`` the estimate stays charged and
+  the request stays spent (the call reached the server), unless :meth:`Lease.refund` was
+  called or the block raised one of :data:`NOT_SENT_ERRORS` (raised before anything is
+  sent): then the tokens and the request are given back. A refund never lifts a bucket
+  over its capacity.
 * **Cancellation.** A call cancelled while it waits leaves no trace in the budget. A call
   cancelled while it runs is reconciled like any other exit: to what it recorded, else to
   its estimate (the server may already have processed it).
-* **Headers.** :meth:`Limiter.update_from_headers` reads ``x-ratelimit-*`` and, on a 429,
-  ``retry-after-ms`` / ``retry-after``. It only ever *lowers* levels and limits, so it
-  cannot make the limiter exceed its configured budget.
+* **OpenAI's accounting.** The token bucket counts what the server charges when a request
+  arrives: its estimate (input by characters plus the output cap), never refunded when the
+  answer is shorter. :meth:`Lease.record` only charges usage *beyond* the estimate there. A
+  usage-based budget (``usage_tokens_per_minute``, or OpenAI's
+  ``x-ratelimit-*-tokens_usage_based`` headers) is a third bucket, reconciled to real usage.
+* **Headers.** :meth:`Limiter.update_from_headers` follows ``x-ratelimit-limit-*`` both ways
+  (the starting limits are only a guess until the server has spoken), never above an explicit
+  ceiling (``max_tokens_per_minute`` / ``max_requests_per_minute``; by default the starting
+  limits). ``remaining-*`` only lowers levels; a 429 pauses for ``retry-after-ms`` /
+  ``retry-after`` (else ``reset-*``), at most :data:`MAX_HEADER_PAUSE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -60,6 +70,7 @@ from .exceptions import (
 __all__ = [
     "DEFAULT_BURST_SECONDS",
     "DEFAULT_PAUSE_SECONDS",
+    "MAX_HEADER_PAUSE_SECONDS",
     "NOT_SENT_ERRORS",
     "Lease",
     "Limiter",
@@ -69,6 +80,7 @@ __all__ = [
     "bucket_capacity",
     "check_amount",
     "check_burst_seconds",
+    "check_ceiling",
     "check_rate",
     "parse_reset_duration",
     "parse_retry_after",
@@ -80,8 +92,19 @@ DEFAULT_BURST_SECONDS = 1.0
 DEFAULT_PAUSE_SECONDS = 1.0
 """How long a 429 pauses the exhausted dimension when the response says nothing about it."""
 
-MAX_RESET_PAUSE_SECONDS = 60.0
-"""A pause derived from ``x-ratelimit-reset-*`` (not from ``retry-after``) is capped here."""
+MAX_HEADER_PAUSE_SECONDS = 60.0
+"""The longest pause a limiter (local or Redis) takes from a response's headers
+(``retry-after-ms``, ``retry-after``, ``x-ratelimit-reset-*``). OpenAI's limits are per
+minute, so no honest 429 asks for more; a larger value (a proxy's mistake, a hostile server)
+would otherwise freeze the client, and through Redis every process sharing the budget. The
+retry step decides separately whether to retry a call at all."""
+
+MAX_TOKEN_PAD = 1.5
+"""The most a limiter multiplies token estimates by after tokens-429s (see
+:meth:`Limiter.update_from_headers`)."""
+
+TOKEN_PAD_STEP = 1.05
+"""Each tokens-429 multiplies the pad on token estimates by this (up to MAX_TOKEN_PAD)."""
 
 NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (InvalidRequestError, ConfigurationError)
 """Exceptions that prove a call never reached the server (bad input, raised before sending):
@@ -180,8 +203,8 @@ class TokenBucket:
 
     @property
     def scale(self) -> float:
-        """What a unit taken now is worth in the units of the original rate (1.0 until the
-        rate is lowered; each lowering multiplies it by new rate / old rate). See
+        """What a unit taken now is worth in the units of the original rate: the rate in force
+        over the first one (each change multiplies it by new rate / old rate). See
         :meth:`refund`."""
         return self._scale
 
@@ -273,8 +296,7 @@ class TokenBucket:
             # The level that leaves the same time to full at the new rate, but no debt.
             same_wait = capacity - (self._capacity - level) * (rate / self._rate)
             level = min(level, max(0.0, same_wait))
-        if rate < self._rate:
-            self._scale *= rate / self._rate
+        self._scale *= rate / self._rate  # scale follows the rate, both ways
         self._capacity = capacity
         self._rate = rate
         self._level = min(level, capacity)
@@ -324,14 +346,28 @@ class Lease:
     def settlement(self, exc: BaseException | None) -> tuple[float, float]:
         """How to reconcile at exit: (token delta, request delta) to charge (negative: refund).
 
-        Recorded usage wins; a refund or a :data:`NOT_SENT_ERRORS` exception without a
-        recorded usage gives everything back; otherwise the estimate stands.
+        A refund or a :data:`NOT_SENT_ERRORS` exception without a recorded usage gives
+        everything back. Otherwise the estimate stands, as on OpenAI's per-minute token
+        limit; recorded usage above it is charged as well.
         """
         if self._refunded or (self._used is None and isinstance(exc, NOT_SENT_ERRORS)):
             return -self.tokens, -self.requests
         if self._used is None:
             return 0.0, 0.0
-        return self._used - self.tokens, 0.0
+        # OpenAI charges its estimate when the request arrives and gives nothing back for a
+        # shorter answer: only usage beyond the estimate is charged (docs/rate-limiting.md).
+        over = self._used - self.tokens
+        return (over if over > 0.0 else 0.0), 0.0
+
+    def usage_settlement(self, exc: BaseException | None) -> float:
+        """The token delta for a *usage-based* budget (negative: refund): the estimate is
+        reconciled to the recorded usage both ways; a call that was never sent gives all
+        back; without a record the estimate stands."""
+        if self._refunded or (self._used is None and isinstance(exc, NOT_SENT_ERRORS)):
+            return -self.tokens
+        if self._used is None:
+            return 0.0
+        return self._used - self.tokens
 
 
 @runtime_checkable
@@ -439,10 +475,14 @@ class RateLimitHeaders:
     reset_tokens: float | None = None
     reset_requests: float | None = None
     retry_after: float | None = None
+    limit_usage_tokens: float | None = None
+    remaining_usage_tokens: float | None = None
+    reset_usage_tokens: float | None = None
 
     @classmethod
     def parse(cls, headers: Mapping[str, str], *, now: float | None = None) -> RateLimitHeaders:
-        """Read ``x-ratelimit-{limit,remaining,reset}-{tokens,requests}`` and retry-after."""
+        """Read ``x-ratelimit-{limit,remaining,reset}-{tokens,requests}``, their
+        ``-tokens_usage_based`` variants (OpenAI's usage-based token budget) and retry-after."""
         h = _lowered(headers)
 
         def count(name: str) -> float | None:
@@ -457,6 +497,9 @@ class RateLimitHeaders:
             reset_tokens=parse_reset_duration(h.get("x-ratelimit-reset-tokens")),
             reset_requests=parse_reset_duration(h.get("x-ratelimit-reset-requests")),
             retry_after=parse_retry_after(h, now=now),
+            limit_usage_tokens=count("x-ratelimit-limit-tokens_usage_based"),
+            remaining_usage_tokens=count("x-ratelimit-remaining-tokens_usage_based"),
+            reset_usage_tokens=parse_reset_duration(h.get("x-ratelimit-reset-tokens_usage_based")),
         )
 
     def exhausted(self) -> tuple[bool, bool]:
@@ -475,12 +518,14 @@ class RateLimitHeaders:
         return True, True
 
     def pause_seconds(self, *, tokens: bool) -> float:
-        """How long a 429 pauses the tokens (or requests) dimension."""
+        """How long a 429 pauses the tokens (or requests) dimension: ``retry-after``, else
+        that dimension's ``reset-*``, else :data:`DEFAULT_PAUSE_SECONDS`; never more than
+        :data:`MAX_HEADER_PAUSE_SECONDS`."""
         if self.retry_after is not None:
-            return self.retry_after
+            return min(self.retry_after, MAX_HEADER_PAUSE_SECONDS)
         reset = self.reset_tokens if tokens else self.reset_requests
         if reset is not None:
-            return min(reset, MAX_RESET_PAUSE_SECONDS)
+            return min(reset, MAX_HEADER_PAUSE_SECONDS)
         return DEFAULT_PAUSE_SECONDS
 
 
@@ -499,7 +544,7 @@ class _Waiter:
 class _LocalLease(Lease, AbstractAsyncContextManager[Lease]):
     """The lease of a :class:`Limiter`, and the ``async with`` that takes and settles it."""
 
-    __slots__ = ("_limiter", "_scale_requests", "_scale_tokens")
+    __slots__ = ("_asked", "_limiter", "_scale_requests", "_scale_tokens", "_scale_usage")
 
     def __init__(self, limiter: Limiter, tokens: float, requests: float) -> None:
         self.tokens = tokens
@@ -508,10 +553,12 @@ class _LocalLease(Lease, AbstractAsyncContextManager[Lease]):
         self._used = None
         self._refunded = False
         self._limiter = limiter
+        self._asked = tokens  # before any pad (see Limiter._learn_charge)
         # The buckets' scales when admitted: refunds after a lower limit are given back in
         # proportion (TokenBucket.refund).
         self._scale_tokens = 1.0
         self._scale_requests = 1.0
+        self._scale_usage = 0.0  # 0: not taken from a usage-based bucket
 
     async def __aenter__(self) -> Lease:
         limiter = self._limiter
@@ -531,14 +578,32 @@ class _LocalLease(Lease, AbstractAsyncContextManager[Lease]):
             self._limiter._settle(self, exc)
 
 
+def check_ceiling(name: str, value: object, default: float) -> float:
+    """An explicit ceiling: ``None`` means ``default``; ``math.inf`` means none at all."""
+    if value is None:
+        return default
+    if value == math.inf and not isinstance(value, bool):
+        return math.inf
+    return check_rate(name, value)
+
+
 class Limiter:
     """A token- and request-aware limiter for one process (see the module docs for the rules).
 
-    :param tokens_per_minute: the token budget (the model's TPM).
-    :param requests_per_minute: the request budget (the model's RPM).
+    :param tokens_per_minute: the token budget to start with (the model's TPM).
+    :param requests_per_minute: the request budget to start with (the model's RPM).
     :param burst_seconds: how many seconds of budget may go out at once (default 1 s; at
         most 60). Each bucket holds at least one request / one token.
     :param clock: the clock to wait on (tests inject :class:`~llm_client.clock.ManualClock`).
+    :param max_tokens_per_minute: the most the token budgets (per-minute and usage-based)
+        may become when the server's ``x-ratelimit-limit-*`` headers raise them. ``None``
+        (the default): ``tokens_per_minute`` itself, so the budget you pass is a ceiling that
+        headers only lower. ``math.inf``: follow the server both ways; the client does this
+        with the model profile's limits, which are only a conservative start.
+    :param max_requests_per_minute: the same for the request budget.
+    :param usage_tokens_per_minute: a usage-based token budget (a third bucket, reconciled
+        to the real usage of each call). ``None``: none until the server sends
+        ``x-ratelimit-limit-tokens_usage_based``.
     """
 
     def __init__(
@@ -548,11 +613,21 @@ class Limiter:
         *,
         burst_seconds: float | None = None,
         clock: Clock | None = None,
+        max_tokens_per_minute: float | None = None,
+        max_requests_per_minute: float | None = None,
+        usage_tokens_per_minute: float | None = None,
     ) -> None:
-        self._configured_tpm = check_rate("tokens_per_minute", tokens_per_minute)
-        self._configured_rpm = check_rate("requests_per_minute", requests_per_minute)
-        self._tpm = self._configured_tpm
-        self._rpm = self._configured_rpm
+        start_tpm = check_rate("tokens_per_minute", tokens_per_minute)
+        start_rpm = check_rate("requests_per_minute", requests_per_minute)
+        self._ceiling_tpm = check_ceiling("max_tokens_per_minute", max_tokens_per_minute, start_tpm)
+        self._ceiling_rpm = check_ceiling(
+            "max_requests_per_minute", max_requests_per_minute, start_rpm
+        )
+        self._tpm = min(start_tpm, self._ceiling_tpm)
+        self._rpm = min(start_rpm, self._ceiling_rpm)
+        # The largest call that can ever run: the ceiling until the server names its limit.
+        self._largest_t = self._ceiling_tpm
+        self._largest_r = self._ceiling_rpm
         self._burst_seconds = check_burst_seconds(burst_seconds)
         self._clock: Clock = clock if clock is not None else DEFAULT_CLOCK
         self._tokens = TokenBucket(
@@ -561,6 +636,12 @@ class Limiter:
         self._requests = TokenBucket(
             bucket_capacity(self._rpm, self._burst_seconds), self._rpm / 60.0, clock=self._clock
         )
+        self._usage: TokenBucket | None = None
+        self._usage_tpm = 0.0
+        if usage_tokens_per_minute is not None:
+            self._set_usage_limit(check_rate("usage_tokens_per_minute", usage_tokens_per_minute))
+        self._pad = 1.0
+        self._pad_after = -math.inf
         self._queue: deque[_Waiter] = deque()
         self._live = 0
         # With the real clock, timers go on the event loop; any other clock gets a task that
@@ -580,6 +661,7 @@ class Limiter:
         self._queued_calls = 0
         self._throttle_events = 0
         self._header_syncs = 0
+        self._limit_changes = 0
         self._paused_until = -math.inf
 
     def __repr__(self) -> str:
@@ -592,13 +674,33 @@ class Limiter:
 
     @property
     def tokens_per_minute(self) -> float:
-        """The token budget in force (lowered if the server reports a lower limit)."""
+        """The token budget in force (the server's limit once it has named one)."""
         return self._tpm
 
     @property
     def requests_per_minute(self) -> float:
-        """The request budget in force (lowered if the server reports a lower limit)."""
+        """The request budget in force (the server's limit once it has named one)."""
         return self._rpm
+
+    @property
+    def usage_tokens_per_minute(self) -> float | None:
+        """The usage-based token budget in force, or ``None`` if there is none."""
+        return self._usage_tpm if self._usage is not None else None
+
+    @property
+    def max_tokens_per_minute(self) -> float:
+        """The ceiling on the token budgets (``math.inf``: none)."""
+        return self._ceiling_tpm
+
+    @property
+    def max_requests_per_minute(self) -> float:
+        """The ceiling on the request budget (``math.inf``: none)."""
+        return self._ceiling_rpm
+
+    @property
+    def token_pad(self) -> float:
+        """What token estimates are multiplied by (raised by tokens-429s; 1.0 until one)."""
+        return self._pad
 
     @property
     def burst_seconds(self) -> float:
@@ -611,6 +713,11 @@ class Limiter:
     @property
     def request_bucket(self) -> TokenBucket:
         return self._requests
+
+    @property
+    def usage_bucket(self) -> TokenBucket | None:
+        """The usage-based token bucket, if there is one."""
+        return self._usage
 
     # -- acquiring ---------------------------------------------------------------------------
 
@@ -626,28 +733,52 @@ class Limiter:
             if type(requests) is int and requests >= 0
             else check_amount("requests", requests)
         )
-        return _LocalLease(self, t, r)
+        asked = t
+        if self._pad != 1.0:
+            # Padded after tokens-429s, but never past the largest call that can run.
+            padded = t * self._pad
+            t = padded if padded <= self._largest_t else max(t, self._largest_t)
+        lease = _LocalLease(self, t, r)
+        lease._asked = asked
+        return lease
 
     def _check_size(self, tokens: float, requests: float) -> None:
-        if tokens > self._tpm:
+        largest_t = self._largest_t
+        if self._usage is not None and self._usage_tpm < largest_t:
+            largest_t = self._usage_tpm
+        if tokens > largest_t:
             raise RequestTooLargeError(
-                f"the call needs {tokens:g} tokens but the limit is {self._tpm:g} tokens per "
+                f"the call needs {tokens:g} tokens but the limit is {largest_t:g} tokens per "
                 "minute, so it can never run; shorten the input or max_tokens, or raise "
                 "tokens_per_minute"
             )
-        if requests > self._rpm:
+        if requests > self._largest_r:
             raise RequestTooLargeError(
-                f"the call needs {requests:g} requests but the limit is {self._rpm:g} "
+                f"the call needs {requests:g} requests but the limit is {self._largest_r:g} "
                 "requests per minute, so it can never run"
             )
 
+    def _wait(self, lease: _LocalLease, now: float) -> float:
+        """Seconds until ``lease`` fits in every bucket (0: now)."""
+        wait = self._tokens.wait_time(lease.tokens, now)
+        other = self._requests.wait_time(lease.requests, now)
+        if other > wait:
+            wait = other
+        if self._usage is not None:
+            other = self._usage.wait_time(lease.tokens, now)
+            if other > wait:
+                wait = other
+        return wait
+
     def _try_admit(self, lease: _LocalLease) -> bool:
-        """The fast path: admit at once if nobody waits and both buckets allow it."""
+        """The fast path: admit at once if nobody waits and every bucket allows it."""
         tokens, requests = lease.tokens, lease.requests
-        if self._closed or tokens > self._tpm or requests > self._rpm:
+        if self._closed or tokens > self._largest_t or requests > self._largest_r:
             return False  # the slow path raises the right error
         now = self._now()
         if self._tokens._deficit(tokens, now) or self._requests._deficit(requests, now):
+            return False
+        if self._usage is not None and self._usage._deficit(tokens, now):
             return False
         self._admit(lease, now)
         return True
@@ -657,11 +788,7 @@ class Limiter:
             raise RuntimeError("this rate limiter is closed")
         self._check_size(lease.tokens, lease.requests)
         now = self._now()
-        if (
-            not self._live
-            and not self._tokens._deficit(lease.tokens, now)
-            and not self._requests._deficit(lease.requests, now)
-        ):
+        if not self._live and not self._wait(lease, now):
             self._admit(lease, now)
             return
         waiter = _Waiter(lease, asyncio.get_running_loop().create_future(), now)
@@ -683,11 +810,16 @@ class Limiter:
             raise
 
     def _admit(self, lease: _LocalLease, now: float) -> None:
-        """Take the lease's amounts from both buckets (already refilled to ``now``)."""
+        """Take the lease's amounts from every bucket (already refilled to ``now``)."""
         self._tokens._level -= lease.tokens
         self._requests._level -= lease.requests
         lease._scale_tokens = self._tokens._scale
         lease._scale_requests = self._requests._scale
+        usage = self._usage
+        if usage is not None:
+            usage._refill(now)
+            usage._level -= lease.tokens
+            lease._scale_usage = usage._scale
         self._admitted_tokens += lease.tokens
         self._admitted_requests += lease.requests
         self._in_flight += 1
@@ -699,6 +831,8 @@ class Limiter:
         self._refunded_requests += lease.requests
         self._tokens.refund(lease.tokens, scale=lease._scale_tokens)
         self._requests.refund(lease.requests, scale=lease._scale_requests)
+        if self._usage is not None and lease._scale_usage:
+            self._usage.refund(lease.tokens, scale=lease._scale_usage)
         if self._live:
             self._dispatch()
 
@@ -712,10 +846,7 @@ class Limiter:
                 queue.popleft()
                 continue
             lease = head.lease
-            wait = max(
-                self._tokens.wait_time(lease.tokens, now),
-                self._requests.wait_time(lease.requests, now),
-            )
+            wait = self._wait(lease, now)
             if wait > 0.0:
                 self._arm(head.future.get_loop(), now, wait)
                 return
@@ -756,6 +887,8 @@ class Limiter:
     # -- releasing ---------------------------------------------------------------------------
 
     def _settle(self, lease: _LocalLease, exc: BaseException | None) -> None:
+        if exc is not None and getattr(exc, "status", None) == 429:
+            self._learn_charge(lease, getattr(exc, "headers", None))
         token_delta, request_delta = lease.settlement(exc)
         self._in_flight -= 1
         freed = False
@@ -768,6 +901,13 @@ class Limiter:
         if request_delta < 0:
             self._refunded_requests += -request_delta
             freed = self._requests.refund(-request_delta, scale=lease._scale_requests) > 0 or freed
+        usage = self._usage
+        if usage is not None and lease._scale_usage:  # taken from it when admitted
+            usage_delta = lease.usage_settlement(exc)
+            if usage_delta < 0:
+                freed = usage.refund(-usage_delta, scale=lease._scale_usage) > 0 or freed
+            elif usage_delta > 0:
+                usage.charge(usage_delta)
         if freed and self._live:
             self._dispatch()
 
@@ -776,14 +916,20 @@ class Limiter:
     def update_from_headers(self, headers: Mapping[str, str], *, status: int | None = None) -> None:
         """Learn from a response's ``x-ratelimit-*`` headers (and a 429's retry-after).
 
-        * ``limit-*`` lower than configured lowers the budget (never above the configured),
-          and a positive level with it, so the bucket is not full sooner than it would have
-          been (see :meth:`TokenBucket.reconfigure`).
+        * ``limit-*`` becomes the budget in force, up or down (never above the ceiling).
+          A lower budget lowers a positive level with it, so the bucket is not full sooner
+          than it would have been (see :meth:`TokenBucket.reconfigure`). A limit on a 429
+          counts like any other: the next response's limit replaces it.
+          ``limit-tokens_usage_based`` starts (or reshapes) the usage-based bucket.
         * ``remaining-*`` lower than the local level lowers the level (a re-sync).
         * ``status=429`` pauses only the exhausted dimension for ``retry-after-ms`` /
-          ``retry-after`` (else that dimension's ``reset-*``, at most 60 s, else 1 s):
-          its level drops to ``-rate * pause``. Repeated 429s do not add up: the pause
-          is a floor on the debt, not an increment.
+          ``retry-after`` (else that dimension's ``reset-*``, else 1 s), never longer than
+          :data:`MAX_HEADER_PAUSE_SECONDS`: its level drops to ``-rate * pause``. Repeated
+          429s do not add up: the pause is a floor on the debt, not an increment. A 429 on
+          the per-minute token limit also pads later token estimates by
+          :data:`TOKEN_PAD_STEP` (once per pause, at most :data:`MAX_TOKEN_PAD`): the server
+          counted more than the estimate. When the lease that drew the 429 ends, the pad is
+          raised to the ratio the 429 reveals, if larger (see :meth:`_learn_charge`).
         """
         info = RateLimitHeaders.parse(headers)
         changed = self._adopt_limits(info)
@@ -791,52 +937,111 @@ class Limiter:
             self._tokens.lower_to(info.remaining_tokens)
         if info.remaining_requests is not None:
             self._requests.lower_to(info.remaining_requests)
-        if any(
-            v is not None
-            for v in (
-                info.limit_tokens,
-                info.limit_requests,
-                info.remaining_tokens,
-                info.remaining_requests,
-            )
+        if info.remaining_usage_tokens is not None and self._usage is not None:
+            self._usage.lower_to(info.remaining_usage_tokens)
+        if (
+            info.limit_tokens is not None
+            or info.limit_requests is not None
+            or info.remaining_tokens is not None
+            or info.remaining_requests is not None
         ):
             self._header_syncs += 1
         if status == 429:
-            self._throttle_events += 1
-            tokens_out, requests_out = info.exhausted()
-            now = self._now()
-            for out, bucket, is_tokens in (
-                (tokens_out, self._tokens, True),
-                (requests_out, self._requests, False),
-            ):
-                if out:
-                    pause = info.pause_seconds(tokens=is_tokens)
-                    bucket.lower_to(-bucket.rate * pause)
-                    self._paused_until = max(self._paused_until, now + pause)
+            self._throttled(info)
         if changed and self._live:
             self._dispatch()
 
+    def _throttled(self, info: RateLimitHeaders) -> None:
+        self._throttle_events += 1
+        tokens_out, requests_out = info.exhausted()
+        usage_out = False
+        ru, rt = info.remaining_usage_tokens, info.remaining_tokens
+        if self._usage is not None and ru is not None and ru <= 0 and not requests_out:
+            # The usage-based budget ran out, not (necessarily) the per-minute one.
+            usage_out = True
+            tokens_out = rt is not None and rt <= 0
+        now = self._now()
+        if tokens_out and now >= self._pad_after:
+            self._pad = min(MAX_TOKEN_PAD, self._pad * TOKEN_PAD_STEP)
+        for out, bucket, is_tokens in (
+            (tokens_out, self._tokens, True),
+            (requests_out, self._requests, False),
+            (usage_out, self._usage, True),
+        ):
+            if out and bucket is not None:
+                pause = info.pause_seconds(tokens=is_tokens)
+                bucket.lower_to(-bucket.rate * pause)
+                self._paused_until = max(self._paused_until, now + pause)
+                if is_tokens:
+                    self._pad_after = max(self._pad_after, now + pause)
+
+    def _learn_charge(self, lease: _LocalLease, headers: Mapping[str, str] | None) -> None:
+        """Learn from a tokens-429 what the server charged for this very call.
+
+        The server refuses when the request's charge exceeds what remains, and says when it
+        would fit: so its charge is about ``remaining + wait * rate``. When that is more
+        than our estimate, later estimates are padded by the ratio (plus 1%), up to
+        :data:`MAX_TOKEN_PAD`, so the drift stops at once instead of one step per 429.
+        """
+        if not headers or not lease._asked:
+            return
+        info = RateLimitHeaders.parse(headers)
+        tokens_out, requests_out = info.exhausted()
+        rt, wait = info.remaining_tokens, info.retry_after
+        if not tokens_out or requests_out or rt is None or wait is None:
+            return
+        if wait >= MAX_HEADER_PAUSE_SECONDS:
+            return  # no measure in a capped or absurd wait
+        limit = info.limit_tokens or self._tpm
+        charge = rt + wait * limit / 60.0
+        ratio = charge / lease._asked * 1.01
+        if ratio > self._pad:
+            self._pad = min(MAX_TOKEN_PAD, ratio)
+
     def _adopt_limits(self, info: RateLimitHeaders) -> bool:
+        """Follow the server's ``limit-*`` values, both ways, up to the ceilings."""
         changed = False
-        if info.limit_tokens is not None and info.limit_tokens > 0:
-            tpm = min(self._configured_tpm, info.limit_tokens)
+        limit = info.limit_tokens
+        if limit is not None and limit > 0:
+            tpm = limit if limit < self._ceiling_tpm else self._ceiling_tpm
+            self._largest_t = tpm
             if tpm != self._tpm:
                 self._tpm = tpm
                 self._tokens.reconfigure(bucket_capacity(tpm, self._burst_seconds), tpm / 60.0)
+                self._limit_changes += 1
                 changed = True
-        if info.limit_requests is not None and info.limit_requests > 0:
-            rpm = min(self._configured_rpm, info.limit_requests)
+        limit = info.limit_requests
+        if limit is not None and limit > 0:
+            rpm = limit if limit < self._ceiling_rpm else self._ceiling_rpm
+            self._largest_r = rpm
             if rpm != self._rpm:
                 self._rpm = rpm
                 self._requests.reconfigure(bucket_capacity(rpm, self._burst_seconds), rpm / 60.0)
+                self._limit_changes += 1
+                changed = True
+        limit = info.limit_usage_tokens
+        if limit is not None and limit > 0:
+            usage = limit if limit < self._ceiling_tpm else self._ceiling_tpm
+            if self._usage is None or usage != self._usage_tpm:
+                self._set_usage_limit(usage)
+                self._limit_changes += 1
                 changed = True
         return changed
+
+    def _set_usage_limit(self, per_minute: float) -> None:
+        capacity = bucket_capacity(per_minute, self._burst_seconds)
+        if self._usage is None:
+            self._usage = TokenBucket(capacity, per_minute / 60.0, clock=self._clock)
+        else:
+            self._usage.reconfigure(capacity, per_minute / 60.0)
+        self._usage_tpm = per_minute
 
     # -- observing -------------------------------------------------------------------------
 
     def stats(self) -> dict[str, float | int]:
         """A snapshot: levels, capacities, waiters, waits, throttling and totals."""
         now = self._now()
+        usage = self._usage
         return {
             "level_tokens": self._tokens.level,
             "level_requests": self._requests.level,
@@ -844,6 +1049,10 @@ class Limiter:
             "capacity_requests": self._requests.capacity,
             "tokens_per_minute": self._tpm,
             "requests_per_minute": self._rpm,
+            "usage_tokens_per_minute": self._usage_tpm if usage is not None else 0.0,
+            "level_usage_tokens": usage.level if usage is not None else 0.0,
+            "token_pad": self._pad,
+            "limit_changes": self._limit_changes,
             "waiters": self._live,
             "in_flight": self._in_flight,
             "queued_calls": self._queued_calls,

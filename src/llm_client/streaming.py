@@ -3,7 +3,9 @@
 A streamed reply is an async iterator of events: ``meta`` (first: model, operation,
 identifier, cached), ``text_delta`` (``{"text": ...}``), ``tool_call_delta``, ``usage``
 (normalized usage with cost), ``error`` (``{"status", "error"}``; the stream ends after it)
-and ``done`` (last, carrying the assembled :class:`~llm_client.result.LLMResult`).
+and ``done`` (last, carrying the assembled :class:`~llm_client.result.LLMResult`). A streamed
+agent run (:meth:`llm_client.AgentRunner.stream`) adds ``tool_call_start``, ``tool_result`` and
+``turn``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,18 @@ from .result import LLMResult
 
 __all__ = ["EventType", "LLMEvent", "to_sse"]
 
-EventType: TypeAlias = Literal["meta", "text_delta", "tool_call_delta", "usage", "error", "done"]
+EventType: TypeAlias = Literal[
+    "meta",
+    "text_delta",
+    "tool_call_delta",
+    "usage",
+    "error",
+    "done",
+    # streamed agent runs (llm_client.agent) add these three
+    "tool_call_start",
+    "tool_result",
+    "turn",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,11 @@ not-sent errors, cancellations of waiters and of running calls, header syncs and
 clock advances, and checks after every step and at the end:
 
 * every 1 s, 10 s and 60 s window admits at most ``max(burst, largest request) + rate * w``
-  tokens (net of refunds), and likewise requests;
+  tokens (net of refunds), and likewise requests, against the limit in force at each moment:
+  the limiter either follows the server's ``limit-*`` headers both ways (its starting limits
+  are a guess) or takes them only up to its ceiling; the bound uses the largest burst and
+  the integral of the rate in force over the window;
+* the per-minute token bucket never refunds an estimate the call recorded less than;
 * the level never exceeds the capacity, and stays above the debt its admissions explain;
 * admission is FIFO;
 * a waiter not disturbed by charges or headers is admitted by its bound: what was queued
@@ -138,7 +142,7 @@ def test_reset_parsing_never_raises(text):
 @dataclass(eq=False)
 class Call:
     seq: int
-    tokens: int
+    tokens: float  # as the limiter counts it: the amount asked for, times the token pad
     requests: int
     enqueued: float
     deadline: float
@@ -149,6 +153,7 @@ class Call:
     disturbed: bool = False
     release: asyncio.Future[Any] | None = None
     record_on_cancel: int | None = None
+    asked: int = 0
 
 
 @dataclass
@@ -173,7 +178,45 @@ class Ledger:
         self.events.append((t, -tokens, -requests, 0.0))
 
 
-def check_windows(ledger: Ledger, cap_t: float, rate_t: float, cap_r: float, rate_r: float) -> None:
+Shape = tuple[float, float, float, float, float]  # since (time): cap_t, rate_t, cap_r, rate_r
+
+
+def _in_force(
+    shapes: list[Shape], start: float, end: float
+) -> tuple[float, float, float, float, float, float]:
+    """Over [start, end]: the largest and smallest capacities and the integrals of the
+    rates (tokens: cap_max, cap_min, area; then the same for requests)."""
+    cap_t = cap_r = area_t = area_r = 0.0
+    min_t = min_r = math.inf
+    for i, (since, ct, rt, cr, rr) in enumerate(shapes):
+        until = shapes[i + 1][0] if i + 1 < len(shapes) else math.inf
+        lo, hi = max(since, start), min(until, end)
+        if hi < lo:
+            continue  # a change at the window's first instant still counts: calls admitted
+            # in that instant (before it) were admitted under the shape it replaced
+        cap_t, cap_r = max(cap_t, ct), max(cap_r, cr)
+        min_t, min_r = min(min_t, ct), min(min_r, cr)
+        area_t += rt * (hi - lo)
+        area_r += rr * (hi - lo)
+    return cap_t, min_t, area_t, cap_r, min_r, area_r
+
+
+def check_windows(
+    ledger: Ledger,
+    cap_t: float,
+    rate_t: float,
+    cap_r: float,
+    rate_r: float,
+    shapes: list[Shape] | None = None,
+) -> None:
+    """Every window within max(burst, largest) + the rate integrated over it; ``shapes``
+    gives the budget in force over time (else the one given stays in force).
+
+    With a budget that changes inside the window the bound is: the largest burst in force
+    (what the level can hold when the window opens), plus the most a call larger than the
+    burst can leave as debt (its size less the smallest burst in force), plus the rate
+    integrated over the window. With one budget this is exactly max(burst, largest) +
+    rate * w."""
     events = sorted(ledger.events, key=lambda e: e[0])
     for i, (start, *_rest) in enumerate(events):
         for w in WINDOWS:
@@ -185,8 +228,13 @@ def check_windows(ledger: Ledger, cap_t: float, rate_t: float, cap_r: float, rat
                 requests += dr
                 biggest = max(biggest, size)
                 biggest_r = max(biggest_r, dr)
-            bound_t = max(cap_t, biggest) + rate_t * w
-            bound_r = max(cap_r, biggest_r) + rate_r * w
+            if shapes is None:
+                bound_t = max(cap_t, biggest) + rate_t * w
+                bound_r = max(cap_r, biggest_r) + rate_r * w
+            else:
+                ct, lo_t, area_t, cr, lo_r, area_r = _in_force(shapes, start, start + w)
+                bound_t = ct + max(0.0, biggest - lo_t) + area_t
+                bound_r = cr + max(0.0, biggest_r - lo_r) + area_r
             assert tokens <= bound_t * (1 + TOL), (start, w, tokens, bound_t)
             assert requests <= bound_r * (1 + TOL), (start, w, requests, bound_r)
 
@@ -217,13 +265,36 @@ class LimiterMachine(RuleBasedStateMachine):
         tpm=st.sampled_from([600, 6000, 90000]),
         rpm=st.sampled_from([6, 60, 600]),
         burst=st.sampled_from([None, 0.5, 2.0, 10.0]),
+        follow=st.booleans(),
     )
-    def setup(self, tpm: int, rpm: int, burst: float | None) -> None:
-        self.limiter = Limiter(tpm, rpm, burst_seconds=burst, clock=self.clock)
+    def setup(self, tpm: int, rpm: int, burst: float | None, follow: bool) -> None:
+        ceiling = math.inf if follow else None  # follow the server, or a ceiling
+        self.limiter = Limiter(
+            tpm,
+            rpm,
+            burst_seconds=burst,
+            clock=self.clock,
+            max_tokens_per_minute=ceiling,
+            max_requests_per_minute=ceiling,
+        )
         stats = self.limiter.stats()
         self.tpm, self.rpm = tpm, rpm
         self.cap_t, self.cap_r = stats["capacity_tokens"], stats["capacity_requests"]
         self.rate_t, self.rate_r = tpm / 60, rpm / 60
+        self.max_rpm = rpm
+        self.max_rate_r = self.rate_r
+        self.limit_known = not follow
+        self.shapes: list[Shape] = [(0.0, self.cap_t, self.rate_t, self.cap_r, self.rate_r)]
+
+    def note_shape(self) -> None:
+        """Record the budget in force from now on (for the window checks)."""
+        t, r = self.limiter.token_bucket, self.limiter.request_bucket
+        self.rate_t = max(self.rate_t, t.rate)
+        self.max_rpm = max(self.max_rpm, self.limiter.requests_per_minute)
+        self.max_rate_r = max(self.max_rate_r, r.rate)
+        shape = (self.clock.now(), t.capacity, t.rate, r.capacity, r.rate)
+        if shape[1:] != self.shapes[-1][1:]:
+            self.shapes.append(shape)
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -244,7 +315,8 @@ class LimiterMachine(RuleBasedStateMachine):
             await self.call_body(call)
 
     async def call_body(self, call: Call) -> None:
-        async with self.limiter.limit(call.tokens, call.requests) as lease:
+        async with self.limiter.limit(call.asked, call.requests) as lease:
+            assert lease.tokens == pytest.approx(call.tokens)
             call.admitted_at = self.clock.now()
             self.order.append(call.seq)
             self.ledger.admit(call.admitted_at, call.tokens, call.requests)
@@ -281,10 +353,7 @@ class LimiterMachine(RuleBasedStateMachine):
         if refund:
             self.ledger.refund(now, call.tokens, call.requests)
             self.refunded_t += call.tokens
-        elif used is not None and used < call.tokens:
-            self.ledger.refund(now, call.tokens - used, 0)
-            self.refunded_t += call.tokens - used
-        elif used is not None and used > call.tokens:
+        elif used is not None and used > call.tokens:  # below it: no refund (OpenAI's rule)
             self.charged += used - call.tokens
             for c in self.waiting():
                 c.disturbed = True
@@ -300,7 +369,10 @@ class LimiterMachine(RuleBasedStateMachine):
         tpm = self.limiter.tokens_per_minute
         cap = self.limiter.stats()["capacity_tokens"]
         top = {"small": max(1, int(cap / 4)), "burst": int(cap), "large": int(tpm)}[kind]
-        tokens = data.draw(st.integers(0, top), label="tokens")
+        asked = data.draw(st.integers(0, top), label="tokens")
+        largest = self.limiter._largest_t  # padding never makes a call too large to run
+        tokens = asked * self.limiter.token_pad
+        tokens = tokens if tokens <= largest else max(asked, largest)
         requests = min(requests, int(self.limiter.requests_per_minute))
         now = self.clock.now()
         ahead = self.waiting()
@@ -311,7 +383,7 @@ class LimiterMachine(RuleBasedStateMachine):
         rate_t, rate_r = self.limiter.token_bucket.rate, self.limiter.request_bucket.rate
         bound_t = max(0.0, sum(c.tokens for c in ahead) + need_t - level_t) / rate_t
         bound_r = max(0.0, sum(c.requests for c in ahead) + need_r - level_r) / rate_r
-        call = Call(self.seq, tokens, requests, now, now + bound_t + bound_r)
+        call = Call(self.seq, tokens, requests, now, now + bound_t + bound_r, asked=asked)
         self.seq += 1
         self.calls.append(call)
         call.task = self.loop.create_task(self.body(call))
@@ -319,6 +391,7 @@ class LimiterMachine(RuleBasedStateMachine):
         if not ahead and call.deadline == now:
             assert call.admitted_at == now, "a call that fits an idle limiter waits"
 
+    @precondition(lambda self: self.limit_known)
     @rule(over=st.integers(1, 1000))
     def too_large(self, over: int) -> None:
         before = self.limiter.stats()
@@ -345,7 +418,7 @@ class LimiterMachine(RuleBasedStateMachine):
         call = data.draw(st.sampled_from(self.running()), label="call")
         used = None
         if how == "used":
-            used = data.draw(st.integers(0, 2 * call.tokens + 5), label="used")
+            used = data.draw(st.integers(0, int(2 * call.tokens) + 5), label="used")
         error: BaseException | None = {
             "not_sent": InvalidRequestError("bad input"),
             "error": ServerError("boom"),
@@ -390,6 +463,7 @@ class LimiterMachine(RuleBasedStateMachine):
         remaining_t=st.none() | st.integers(0, 3000),
         remaining_r=st.none() | st.integers(0, 3),
         limit_t=st.none() | st.sampled_from([300, 3000, 90000, 10**7]),
+        limit_r=st.none() | st.sampled_from([3, 60, 6000]),
         status=st.sampled_from([200, 200, 429]),
         retry_ms=st.none() | st.integers(0, 5000),
     )
@@ -398,6 +472,7 @@ class LimiterMachine(RuleBasedStateMachine):
         remaining_t: int | None,
         remaining_r: int | None,
         limit_t: int | None,
+        limit_r: int | None,
         status: int,
         retry_ms: int | None,
     ) -> None:
@@ -408,12 +483,16 @@ class LimiterMachine(RuleBasedStateMachine):
             headers["x-ratelimit-remaining-requests"] = str(remaining_r)
         if limit_t is not None:
             headers["x-ratelimit-limit-tokens"] = str(limit_t)
+            self.limit_known = True
+        if limit_r is not None:
+            headers["x-ratelimit-limit-requests"] = str(limit_r)
         if retry_ms is not None:
             headers["retry-after-ms"] = str(retry_ms)
         for c in self.waiting():
             c.disturbed = True
         self.max_pause = max(self.max_pause, 60.0 if retry_ms is None else retry_ms / 1000)
         self.limiter.update_from_headers(headers, status=status)
+        self.note_shape()
         self.settle()
 
     @rule(dt=st.sampled_from([0.001, 0.01, 0.1, 0.3, 1.0, 2.5, 10.0, 30.0]))
@@ -452,7 +531,7 @@ class LimiterMachine(RuleBasedStateMachine):
         assert stats["level_tokens"] <= stats["capacity_tokens"] * (1 + TOL)
         assert stats["level_requests"] <= stats["capacity_requests"] * (1 + TOL)
         floor_t = -(max(self.biggest, self.rate_t * self.max_pause) + self.charged)
-        floor_r = -max(self.rpm, self.rate_r * self.max_pause)
+        floor_r = -max(self.max_rpm, self.max_rate_r * self.max_pause)
         assert stats["level_tokens"] >= floor_t - TOL
         assert stats["level_requests"] >= floor_r - TOL
         assert stats["waiters"] == len(self.waiting())
@@ -474,7 +553,9 @@ class LimiterMachine(RuleBasedStateMachine):
         try:
             if hasattr(self, "limiter"):
                 self.drain()
-                check_windows(self.ledger, self.cap_t, self.rate_t, self.cap_r, self.rate_r)
+                check_windows(
+                    self.ledger, self.cap_t, self.rate_t, self.cap_r, self.rate_r, self.shapes
+                )
         finally:
             for c in self.calls:
                 if c.task is not None and not c.task.done():

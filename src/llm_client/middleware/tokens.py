@@ -3,7 +3,8 @@
 Why here: inside the cache (a hit needs no count) and outside retry (every attempt sends the
 same input, so it is counted once). The count does two jobs: a request whose input is larger
 than the model's input limit fails here, before anything is sent, with both numbers; and the
-limiter gets an estimate (input + the output the call may produce) to reserve.
+limiter gets what OpenAI will count against the per-minute token limit to reserve: the input
+estimated from its characters, plus the output cap the call asks for.
 """
 
 from __future__ import annotations
@@ -15,10 +16,46 @@ from ..exceptions import ContextLengthExceededError
 from ..pipeline import Call, Next, Reply
 from ..tokens import count_tokens
 
-__all__ = ["TokenCounting", "estimate_output_tokens"]
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "TokenCounting",
+    "estimate_input_tokens",
+    "estimate_output_tokens",
+    "input_characters",
+]
 
-#: Output reserved for a call that names no max token count (reconciled with real usage).
+#: Output reserved for a call that names no max token count.
 DEFAULT_EXPECTED_OUTPUT = 1024
+
+#: OpenAI's rule of thumb, "one token is about 4 characters of English text"; its rate
+#: limiter estimates a request's input tokens from the character count the same way.
+CHARS_PER_TOKEN = 4
+
+
+def input_characters(value: Any) -> int:
+    """The characters of text in a request's input: message contents (strings or text
+    parts), a Responses input, embedding inputs. Structure (roles, keys) is not counted."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return CHARS_PER_TOKEN  # a token id (embeddings accept token arrays)
+    if isinstance(value, Mapping):
+        total = 0
+        content = value.get("content")
+        if content is not None:
+            total += input_characters(content)
+        text = value.get("text")
+        if isinstance(text, str):
+            total += len(text)
+        return total
+    if isinstance(value, (list, tuple)):
+        return sum(input_characters(item) for item in value)
+    return 0
+
+
+def estimate_input_tokens(value: Any) -> int:
+    """Input tokens as OpenAI's rate limiter estimates them: characters / 4, rounded up."""
+    return -(-input_characters(value) // CHARS_PER_TOKEN)
 
 
 def estimate_output_tokens(params: Mapping[str, Any], max_output: int) -> int:
@@ -66,7 +103,9 @@ class TokenCounting:
                 f" {profile.key} accepts at most {profile.max_input} input tokens; shorten it"
                 " or use a model with a larger input limit"
             )
-        reserve = n
+        # What OpenAI counts against tokens-per-minute when the request arrives: the input
+        # estimated from its characters plus the output cap (docs/rate-limiting.md).
+        reserve = estimate_input_tokens(_input_of(call))
         if call.operation != "embeddings":
             reserve += estimate_output_tokens(call.params, profile.max_output)
         context = {**call.context, "input_tokens": n, "reserve_tokens": reserve}

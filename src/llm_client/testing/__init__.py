@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from llm_client.testing.quotas import Quota
     from llm_client.testing.server import (
         DEFAULT_RATE_LIMIT_HEADERS,
         AnswerRecord,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         format_duration,
         prompt_tokens,
     )
+    from llm_client.testing.tools_script import ScriptedCall, ToolScript, tool_script
 
 __all__ = [
     "DEFAULT_RATE_LIMIT_HEADERS",
@@ -33,19 +35,25 @@ __all__ = [
     "FaultDraw",
     "FaultKind",
     "RecordedRequest",
+    "ScriptedCall",
+    "ToolScript",
     "count_tokens",
     "embed_text",
     "expected_text",
     "format_duration",
+    "Quota",
     "prompt_tokens",
+    "tool_script",
 ]
+
+_SCRIPT_NAMES = frozenset({"ScriptedCall", "ToolScript", "tool_script"})
 
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from llm_client.testing import server
+        from llm_client.testing import server, tools_script
 
-        value = getattr(server, name)
+        value = getattr(tools_script if name in _SCRIPT_NAMES else server, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

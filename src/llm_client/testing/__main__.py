@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from llm_client.testing.quotas import Quota
 from llm_client.testing.server import FakeOpenAI
 
 
@@ -39,7 +40,24 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="keep a request log in memory (off by default: it grows without bound)",
     )
+    for dimension in ("rpm", "tpm", "usage-tpm"):
+        parser.add_argument(
+            f"--quota-{dimension}",
+            type=float,
+            default=None,
+            help=f"enforce this {dimension.upper()} quota with OpenAI's accounting (see Quota)",
+        )
     return parser.parse_args(argv)
+
+
+def _quota(args: argparse.Namespace) -> Quota | None:
+    if args.quota_rpm is None and args.quota_tpm is None and args.quota_usage_tpm is None:
+        return None
+    return Quota(
+        requests_per_minute=args.quota_rpm,
+        tokens_per_minute=args.quota_tpm,
+        usage_tokens_per_minute=args.quota_usage_tpm,
+    )
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -50,6 +68,7 @@ async def _serve(args: argparse.Namespace) -> None:
         api_key=args.api_key,
         rate_limit_headers=not args.no_rate_limit_headers,
         log_requests=args.log_requests,
+        quota=_quota(args),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -36,8 +36,11 @@ from typing import Any, Literal, get_args
 from aiohttp import web
 
 from . import batches as batches_api
-from . import models_api, wire
+from . import models_api, tools_script, wire
+from .quotas import Quota
 from .wire import AnswerRecord, FaultDraw
+
+_QUOTA_CHARGE = web.RequestKey("llm_client_quota_charge", int)
 
 __all__ = [
     "DEFAULT_RATE_LIMIT_HEADERS",
@@ -494,18 +497,29 @@ def _plan(
     json_object: bool,
     stop: Any,
     max_tokens: Any,
+    scripted: tools_script.Turn | None = None,
 ) -> _Answer:
     prompt = _prompt_tokens(msgs)
-    chosen = _chosen_tools(specs, tool_choice, parallel, msgs, flat=flat)
+    if scripted is not None:  # a tool script decides (see tools_script.py)
+        schemas = dict(specs)
+        chosen = [(name, schemas.get(name, {"type": "object"})) for name, _ in scripted.calls]
+        wire: list[str | None] = [arguments for _, arguments in scripted.calls]
+    else:
+        chosen = _chosen_tools(specs, tool_choice, parallel, msgs, flat=flat)
+        wire = [None] * len(chosen)
     if chosen:
         calls = []
         for index, (name, parameters) in enumerate(chosen):
-            arguments = json.dumps(_example(parameters, "", parameters))
+            arguments = wire[index]
+            if arguments is None:
+                arguments = json.dumps(_example(parameters, "", parameters))
             call_id = "call_" + _short_hash(name, arguments, len(msgs), index)
             calls.append(_ToolCall(call_id, name, arguments))
         visible = sum(count_tokens(c.name) + count_tokens(c.arguments) for c in calls)
         return _Answer(None, calls, "tool_calls", prompt, visible)
-    if schema is not None:
+    if scripted is not None and scripted.final is not None:
+        text = scripted.final
+    elif schema is not None:
         text = json.dumps(_example(schema, "", schema))
     elif json_object:
         text = json.dumps({"answer": _answer_for(msgs)})
@@ -600,8 +614,10 @@ class FakeOpenAI:
         cached_tokens: int = 0,
         log_requests: bool = True,
         chunk_delay: float = 0.0,
+        quota: Quota | None = None,
     ) -> None:
         self.host = host
+        self.quota = quota
         self.latency = latency
         self.chunk_delay = chunk_delay
         self.rate_limit_headers = rate_limit_headers
@@ -613,6 +629,8 @@ class FakeOpenAI:
         self.models = models_api.default_models()
         #: The Files and Batch APIs (``/v1/files``, ``/v1/batches``): see ``batches.py``.
         self.batches = batches_api.BatchesAPI(self)
+        #: The tool script for requests that carry none (see tools_script.py).
+        self.tool_script: tools_script.ToolScript | None = None
         self.log_requests = log_requests
         self._requested_port = port
         self._port: int | None = None
@@ -868,6 +886,8 @@ class FakeOpenAI:
 
     def _headers(self, content_type: str | None = "application/json") -> dict[str, str]:
         headers = dict(self._rate_headers) if self.rate_limit_headers else {}
+        if self.quota is not None and self.rate_limit_headers:
+            headers.update(self.quota.headers())  # truthful: the quota's state right now
         headers["x-request-id"] = self._new_id("req_")
         if content_type is not None:
             headers["Content-Type"] = content_type
@@ -1090,6 +1110,10 @@ class FakeOpenAI:
                 "payload, but what was sent was not valid JSON.)",
                 "invalid_request_error",
             )
+        if self.quota is not None and endpoint in ("chat", "responses", "embeddings"):
+            refused = self._quota_admit(request, endpoint, body)
+            if refused is not None:
+                return body, refused
         fault = self._take_fault(endpoint)
         if fault is None:
             return body, None
@@ -1104,6 +1128,29 @@ class FakeOpenAI:
                 request.transport.abort()
             return body, web.Response()
         return body, fault
+
+    def _quota_admit(
+        self, request: web.Request, endpoint: str, body: dict[str, Any]
+    ) -> web.Response | None:
+        """Charge the quota at arrival (testing/quotas.py); a 429 if it cannot cover it."""
+        assert self.quota is not None
+        charge, refusal = self.quota.admit(endpoint, body)
+        if refusal is None:
+            request[_QUOTA_CHARGE] = charge
+            return None
+        model = body.get("model") if isinstance(body.get("model"), str) else "the model"
+        headers = self._headers()
+        headers.update(refusal.retry_headers())
+        payload = _error_body(
+            refusal.message(str(model)), refusal.error_type, None, "rate_limit_exceeded"
+        )
+        return web.Response(body=payload, status=429, headers=headers)
+
+    def _quota_settle(self, request: web.Request, used: int) -> None:
+        """Reconcile a usage-based quota to the answer's real usage."""
+        charge = request.get(_QUOTA_CHARGE)
+        if self.quota is not None and charge is not None:
+            self.quota.settle(charge, used)
 
     def _bad_request(self, exc: _BadRequest) -> web.Response:
         return self._error_response(400, exc.message, "invalid_request_error", param=exc.param)
@@ -1194,17 +1241,38 @@ class FakeOpenAI:
                 schema = spec.get("schema", {}) if isinstance(spec, dict) else {}
             json_object = response_format.get("type") == "json_object"
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        specs = _tool_specs(body.get("tools"), flat=False)
         return _plan(
             _normalize(messages),
-            specs=_tool_specs(body.get("tools"), flat=False),
+            specs=specs,
             tool_choice=body.get("tool_choice"),
             parallel=body.get("parallel_tool_calls", True) is not False,
+            scripted=self._scripted(messages, "chat", body, specs),
             flat=False,
             schema=schema,
             json_object=json_object,
             stop=body.get("stop"),
             max_tokens=max_tokens,
         )
+
+    def _scripted(
+        self, conversation: Any, api: tools_script.Api, body: dict[str, Any], specs: list[Any]
+    ) -> tools_script.Turn | None:
+        """OpenAI's 400 for a broken tool transcript, then the tool script's turn, if any."""
+        if api == "chat" or body.get("previous_response_id") is None:
+            problem = tools_script.transcript_error(conversation, api)
+            if problem is not None:
+                raise _BadRequest(*problem)
+        try:
+            return tools_script.turn_calls(
+                conversation,
+                default=self.tool_script,
+                tools_offered=bool(specs),
+                tool_choice=body.get("tool_choice"),
+                parallel=body.get("parallel_tool_calls", True) is not False,
+            )
+        except ValueError as exc:
+            raise _BadRequest(f"FakeOpenAI: malformed <fake-tools> directive: {exc}") from exc
 
     def _chat_usage(self, answer: _Answer) -> dict[str, Any]:
         prompt, completion, cached, reasoning = self._usage_numbers(answer)
@@ -1239,6 +1307,7 @@ class FakeOpenAI:
             fault = None
         elif fault is not None and fault.kind in ("response_failed", "stream_error") and not stream:
             return self._fault_as_status(fault)
+        self._quota_settle(request, sum(self._usage_numbers(answer)[:2]))
         model = body["model"]
         completion_id = self._new_id("chatcmpl-")
         created = int(time.time())
@@ -1365,11 +1434,13 @@ class FakeOpenAI:
             if fmt.get("type") == "json_schema":
                 schema = fmt.get("schema", {})
             json_object = fmt.get("type") == "json_object"
+        specs = _tool_specs(body.get("tools"), flat=True)
         return _plan(
             _normalize(conversation, instructions if isinstance(instructions, str) else None),
-            specs=_tool_specs(body.get("tools"), flat=True),
+            specs=specs,
             tool_choice=body.get("tool_choice"),
             parallel=body.get("parallel_tool_calls", True) is not False,
+            scripted=self._scripted(conversation, "responses", body, specs),
             flat=True,
             schema=schema,
             json_object=json_object,
@@ -1469,6 +1540,7 @@ class FakeOpenAI:
             fault = None
         if fault is not None and fault.kind == "stream_error" and not stream:
             return self._fault_as_status(fault)
+        self._quota_settle(request, sum(self._usage_numbers(answer)[:2]))
         incomplete = answer.finish_reason == "length"
         status = "incomplete" if incomplete else "completed"
         reason = "max_output_tokens" if incomplete else None
@@ -1657,6 +1729,7 @@ class FakeOpenAI:
             if encoding == "base64":
                 embedding = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
             data.append({"object": "embedding", "index": index, "embedding": embedding})
+        self._quota_settle(request, tokens)
         payload = {
             "object": "list",
             "data": data,

@@ -58,6 +58,7 @@ from llm_client.rate_limit import (
     bucket_capacity,
     check_amount,
     check_burst_seconds,
+    check_ceiling,
     check_rate,
 )
 
@@ -273,12 +274,14 @@ return found
 )
 
 # ARGV: now, pause_t, pause_r (us), remaining_t, remaining_r ('' = none), cap_t, rate_t,
-# cap_r, rate_r
+# cap_r, rate_r, server limit_t, server limit_r ('' = none: keep what is stored)
 _SYNC = (
     _PRELUDE
     + """
 local ct, rt, cr, rr = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local ft, fr = tt, tr
+if ARGV[10] ~= nil and ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'lt', ARGV[10]) end
+if ARGV[11] ~= nil and ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'lr', ARGV[11]) end
 if ARGV[2] ~= '' then tt = math.max(tt, now + ct / rt + tonumber(ARGV[2])) end
 if ARGV[3] ~= '' then tr = math.max(tr, now + cr / rr + tonumber(ARGV[3])) end
 if ARGV[4] ~= '' then tt = math.max(tt, now + (ct - math.min(tonumber(ARGV[4]), ct)) / rt) end
@@ -298,7 +301,8 @@ _PEEK = (
     _PRELUDE
     + """
 local lt, lr = levels(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
-return {lt, lr, num(now), num(last)}
+local sl = redis.call('HMGET', KEYS[1], 'lt', 'lr')
+return {lt, lr, num(now), num(last), sl[1] or '', sl[2] or ''}
 """
 )
 
@@ -365,6 +369,13 @@ class RedisLimiter:
     :param server_clock: tests only: take "now" from this clock instead of Redis ``TIME``.
     :param redis_max_connections: size of the connection pool (default 100); a command waits
         for a free connection rather than failing.
+    :param max_tokens_per_minute: the most the server's ``x-ratelimit-limit-tokens`` may
+        raise the token budget to (``None``: ``tokens_per_minute``, a ceiling headers only
+        lower; ``math.inf``: follow the server both ways, as the client does with a model
+        profile's starting limits). Likewise ``max_requests_per_minute``.
+
+    The server's limits, once seen by any process, are kept in the shared hash: every
+    process sharing the key adopts them (a fresh process reads them before its first call).
     """
 
     def __init__(
@@ -382,10 +393,23 @@ class RedisLimiter:
         command_timeout: float = 0.5,
         server_clock: Clock | None = None,
         redis_max_connections: int | None = None,
+        max_tokens_per_minute: float | None = None,
+        max_requests_per_minute: float | None = None,
     ) -> None:
-        self._configured_tpm = check_rate("tokens_per_minute", tokens_per_minute)
-        self._configured_rpm = check_rate("requests_per_minute", requests_per_minute)
-        self._tpm, self._rpm = self._configured_tpm, self._configured_rpm
+        start_tpm = check_rate("tokens_per_minute", tokens_per_minute)
+        start_rpm = check_rate("requests_per_minute", requests_per_minute)
+        self._configured_tpm = check_ceiling(
+            "max_tokens_per_minute", max_tokens_per_minute, start_tpm
+        )
+        self._configured_rpm = check_ceiling(
+            "max_requests_per_minute", max_requests_per_minute, start_rpm
+        )
+        self._tpm = min(start_tpm, self._configured_tpm)
+        self._rpm = min(start_rpm, self._configured_rpm)
+        # The largest call that can ever run: the ceiling until the server names its limit.
+        self._largest_t, self._largest_r = self._configured_tpm, self._configured_rpm
+        self._server_limits: tuple[float | None, float | None] = (None, None)
+        self._limits_loaded = False
         self._burst_seconds = check_burst_seconds(burst_seconds)
         if fallback_share is not None:
             share = check_rate("fallback_share", fallback_share)
@@ -550,20 +574,23 @@ class RedisLimiter:
     def _check(self, lease: Lease) -> None:
         if self._closed:
             raise RuntimeError("this rate limiter is closed")
-        if lease.tokens > self._tpm:
+        if lease.tokens > self._largest_t:
             raise RequestTooLargeError(
-                f"the call needs {lease.tokens:g} tokens but the limit is {self._tpm:g} tokens "
+                f"the call needs {lease.tokens:g} tokens but the limit is {self._largest_t:g} "
+                "tokens "
                 "per minute, so it can never run; shorten the input or max_tokens, or raise "
                 "tokens_per_minute"
             )
-        if lease.requests > self._rpm:
+        if lease.requests > self._largest_r:
             raise RequestTooLargeError(
-                f"the call needs {lease.requests:g} requests but the limit is {self._rpm:g} "
+                f"the call needs {lease.requests:g} requests but the limit is {self._largest_r:g} "
                 "requests per minute, so it can never run"
             )
 
     async def _reserve(self, lease: Lease) -> int:
         """Reserve the call's slot in the shared schedule and sleep until it comes."""
+        if not self._limits_loaded:
+            await self._load_limits()
         args = [self._now_arg(), repr(lease.tokens), repr(lease.requests), *self._shape()]
         args.append(self._member)
         async with self._lock:  # this process's callers reserve in arrival order
@@ -668,14 +695,18 @@ class RedisLimiter:
     def update_from_headers(self, headers: Mapping[str, str], *, status: int | None = None) -> None:
         """Apply a response's rate-limit headers to the shared budget (see the local Limiter).
 
-        ``limit-*`` lower than configured lowers this process's view of the budget;
-        ``remaining-*`` and a 429's pause are written to Redis in the background.
+        ``limit-*`` becomes the budget in force, up or down (never above the ceiling), and is
+        stored in Redis for every process sharing the key; ``remaining-*`` and a 429's pause
+        (at most :data:`~llm_client.rate_limit.MAX_HEADER_PAUSE_SECONDS`) are written to
+        Redis in the background.
         """
         info = RateLimitHeaders.parse(headers)
-        if info.limit_tokens:
-            self._tpm = min(self._configured_tpm, info.limit_tokens)
-        if info.limit_requests:
-            self._rpm = min(self._configured_rpm, info.limit_requests)
+        limit_t = info.limit_tokens if info.limit_tokens else None
+        limit_r = info.limit_requests if info.limit_requests else None
+        new_t = limit_t if limit_t is not None and limit_t != self._server_limits[0] else None
+        new_r = limit_r if limit_r is not None and limit_r != self._server_limits[1] else None
+        if new_t is not None or new_r is not None:
+            self._adopt(limit_t, limit_r)
         pause_t = pause_r = ""
         if status == 429:
             self._throttle_events += 1
@@ -690,9 +721,32 @@ class RedisLimiter:
         rt, rr = info.remaining_tokens, info.remaining_requests
         rem_t = repr(rt) if rt is not None and rt < self._cap_t() else ""
         rem_r = repr(rr) if rr is not None and rr < self._cap_r() else ""
-        if pause_t or pause_r or rem_t or rem_r:
+        if pause_t or pause_r or rem_t or rem_r or new_t is not None or new_r is not None:
             args = [self._now_arg(), pause_t, pause_r, rem_t, rem_r, *self._shape()]
+            args += ["" if new_t is None else repr(new_t), "" if new_r is None else repr(new_r)]
             self._spawn(self._sync(args))
+
+    def _adopt(self, limit_t: float | None, limit_r: float | None) -> None:
+        """Take the server's limits (either may be None: unchanged) as the budget in force."""
+        known_t, known_r = self._server_limits
+        if limit_t is not None and limit_t > 0:
+            known_t = limit_t
+            self._tpm = self._largest_t = min(self._configured_tpm, limit_t)
+        if limit_r is not None and limit_r > 0:
+            known_r = limit_r
+            self._rpm = self._largest_r = min(self._configured_rpm, limit_r)
+        self._server_limits = (known_t, known_r)
+
+    async def _load_limits(self) -> None:
+        """Adopt the server's limits another process stored (once, before the first call)."""
+        try:
+            reply = await self._run("peek", [self._now_arg(), *self._shape()])
+        except _Unavailable:
+            return  # the fallback (or the next call) copes; try again next time
+        self._limits_loaded = True
+        stored = [_float(v) if v not in (b"", "") else None for v in reply[4:6]]
+        if self._server_limits == (None, None):
+            self._adopt(stored[0], stored[1])
 
     async def _sync(self, args: list[str]) -> None:
         try:
