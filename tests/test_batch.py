@@ -298,6 +298,30 @@ async def test_the_input_is_streamed_not_read_ahead(tmp_path, monkeypatch):
     assert 0 < most_ahead <= 3 * workers + 1
 
 
+async def test_a_failing_output_stops_the_run_with_its_error(tmp_path, monkeypatch):
+    import llm_client.batch as batch_module
+
+    src = tmp_path / "in.jsonl"
+    write_lines(src, [chat_line(i) for i in range(200)])
+    real_write = batch_module._Appender.write
+    written = 0
+
+    def failing_write(self, obj):
+        nonlocal written
+        if written == 20:
+            raise OSError(28, "No space left on device")
+        written += 1
+        real_write(self, obj)
+
+    monkeypatch.setattr(batch_module._Appender, "write", failing_write)
+    async with FakeOpenAI() as server, make_client(server) as client:
+        run = client.run_file(src, tmp_path / "out.jsonl", concurrency=4)
+        with pytest.raises(OSError, match="No space left"):
+            await asyncio.wait_for(run, 60)  # a guard against a hang, not a timing claim
+        assert server.count() < 200  # the reader stopped feeding lines
+    assert len(read_jsonl(tmp_path / "out.jsonl")) == 20
+
+
 def test_an_output_that_cannot_be_written_is_a_clear_error(tmp_path, fake_openai):
     from llm_client.cli import main
 

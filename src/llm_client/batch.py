@@ -778,7 +778,18 @@ async def run_file(
         queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=2 * workers)
         handler = client._handler  # the client's compiled chain: each line is one ordinary call
 
+        fatal: list[Exception] = []  # a worker that cannot write results stops the run
+
         async def work() -> None:
+            try:
+                await run_lines()
+            except Exception as exc:
+                fatal.append(exc)
+                while await queue.get() is not None:  # keep the reader from blocking
+                    pass
+                raise
+
+        async def run_lines() -> None:
             while (request := await queue.get()) is not None:
                 try:
                     reply = await handler(request.call)
@@ -808,6 +819,8 @@ async def run_file(
             tasks = [asyncio.create_task(work()) for _ in range(workers)]
             try:
                 for item in iter_requests(path, default_model=default_model):
+                    if fatal:
+                        break
                     summary.lines += 1
                     if isinstance(item, BadLine):
                         bad_file.write(item)
