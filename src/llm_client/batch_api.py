@@ -14,7 +14,7 @@ go to the errors file, lines already in the output are skipped), then:
    ``<output>.batch.json`` at once, so ``llm-client batch status|cancel|collect -o OUTPUT``
    works on it later, from another process.
 3. **Poll** each batch with back-off (doubling from ``poll`` seconds up to a minute), reporting
-   its status and request counts.
+   each change of its status or request counts.
 4. **Collect.** When a batch ends (``completed``, ``failed``, ``expired``, ``cancelled``) its
    output and error files are downloaded and joined into the output by ``custom_id``: lines
    keep OpenAI's ``BatchRequestOutput`` shape and gain ``usage`` and ``cost`` priced at the
@@ -312,6 +312,7 @@ async def _poll_and_collect(
     written, failed = read_output(output, repair=False)
     written |= failed
     delay = poll
+    shown: dict[str, str] = {}
     while True:
         pending = [b for b in batches if not b.collected]
         if not pending:
@@ -322,8 +323,10 @@ async def _poll_and_collect(
             except (APIConnectionError, ServerError, RateLimitError) as exc:
                 log.warning("polling %s failed (%s); trying again", batch.id, exc)
                 continue
-            if data.get("status") != batch.status:
-                say(_describe(batch, data))
+            line = _describe(batch, data)
+            if line != shown.get(batch.id):  # a change of status or of request counts
+                say(line)
+                shown[batch.id] = line
             batch.status = str(data.get("status"))
             if batch.status in TERMINAL:
                 await _collect_one(transport, batch, data, appender, written, summary)
