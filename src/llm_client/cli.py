@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
+from .batch_cli import add_batch_parser, run_batch_command
 from .cache_cli import add_cache_parser, run_cache_command
 from .config import resolve
 
@@ -294,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         " and OPENAI_BASE_URL); exit status 1 if they differ",
     )
     add_cache_parser(sub)
+    add_batch_parser(sub)
     return parser
 
 
@@ -305,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_check_models()) if args.check else _models()
     if args.command == "cache":
         return asyncio.run(run_cache_command(args))
+    if args.command == "batch":
+        return run_batch_command(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 

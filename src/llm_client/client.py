@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -35,6 +36,9 @@ from .pipeline import Call, Next, Operation, Pipeline
 from .request import Api, CallOptions, build_call
 from .result import LLMResult
 from .streaming import LLMEvent, to_sse
+
+if TYPE_CHECKING:
+    from .batch import BatchSummary
 
 __all__ = ["OpenAIClient"]
 
@@ -404,6 +408,19 @@ class OpenAIClient:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def run_file(
+        self,
+        path: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+        **options: Any,
+    ) -> BatchSummary:
+        """Run a JSONL file of requests (OpenAI's Batch API input format) through this client's
+        pipeline and append OpenAI-style output lines to ``output``; resumable. The options
+        and behaviour are those of :func:`llm_client.batch.run_file` (``llm-client batch``)."""
+        from .batch import run_file
+
+        return await run_file(self, path, output, **options)
 
     # --- lifecycle and observability ------------------------------------------------------
 

@@ -292,6 +292,50 @@ class Transport:
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             raise translate(exc) from exc
 
+    # --- files and batches (OpenAI's Batch API; used by llm_client.batch_api) -----------------
+
+    async def _sdk_call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            await self._bind(loop)
+        try:
+            return await fn(*args, **kwargs)
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            raise translate(exc) from exc
+
+    async def upload_file(self, name: str, data: bytes, purpose: str = "batch") -> dict[str, Any]:
+        """``files.create``: upload ``data`` as ``name``; the file object as a dict."""
+        obj = await self._sdk_call(self.sdk.files.create, file=(name, data), purpose=purpose)
+        return dict(obj.model_dump(mode="json"))
+
+    async def file_content(self, file_id: str) -> bytes:
+        """``files.content``: the bytes of a file (a batch's output or error file)."""
+        response = await self._sdk_call(self.sdk.files.content, file_id)
+        return bytes(response.content)
+
+    async def create_batch(
+        self, input_file_id: str, endpoint: str, metadata: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """``batches.create`` with ``completion_window="24h"`` (the only window OpenAI offers)."""
+        obj = await self._sdk_call(
+            self.sdk.batches.create,
+            input_file_id=input_file_id,
+            endpoint=endpoint,
+            completion_window="24h",
+            metadata=dict(metadata) if metadata else None,
+        )
+        return dict(obj.model_dump(mode="json"))
+
+    async def retrieve_batch(self, batch_id: str) -> dict[str, Any]:
+        """``batches.retrieve``: the batch object as a dict."""
+        obj = await self._sdk_call(self.sdk.batches.retrieve, batch_id)
+        return dict(obj.model_dump(mode="json"))
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        """``batches.cancel``: the batch (now ``cancelling``) as a dict."""
+        obj = await self._sdk_call(self.sdk.batches.cancel, batch_id)
+        return dict(obj.model_dump(mode="json"))
+
     # --- the terminal ------------------------------------------------------------------------
 
     async def __call__(self, call: Call) -> Reply:

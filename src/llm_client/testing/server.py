@@ -35,6 +35,7 @@ from typing import Any, Literal, get_args
 
 from aiohttp import web
 
+from . import batches as batches_api
 from . import models_api, tools_script, wire
 from .quotas import Quota
 from .wire import AnswerRecord, FaultDraw
@@ -626,6 +627,8 @@ class FakeOpenAI:
         self.cached_tokens = cached_tokens
         self.cache_write_tokens = 0
         self.models = models_api.default_models()
+        #: The Files and Batch APIs (``/v1/files``, ``/v1/batches``): see ``batches.py``.
+        self.batches = batches_api.BatchesAPI(self)
         #: The tool script for requests that carry none (see tools_script.py).
         self.tool_script: tools_script.ToolScript | None = None
         self.log_requests = log_requests
@@ -694,6 +697,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/embeddings", self._handle_embeddings)
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_get("/v1/models/{model}", self._handle_model)
+        self.batches.add_routes(app.router)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         runner = web.AppRunner(  # cancel a handler when its client leaves: see .wire
             app,
@@ -716,6 +720,7 @@ class FakeOpenAI:
     async def stop(self) -> None:
         """Stop serving and close every connection."""
         runner, self._runner = self._runner, None
+        await self.batches.aclose()
         if runner is not None:
             await runner.cleanup()
         self._port = None
