@@ -16,12 +16,10 @@ import dataclasses
 import json
 import logging
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -38,6 +36,7 @@ from llm_client.middleware.cache import CacheMiddleware
 from llm_client.plugins import get_registry
 from llm_client.streaming import LLMEvent
 from llm_client.testing import FakeOpenAI, Fault, embed_text, expected_text
+from llm_client.testing.services import free_port, reachable, unavailable
 
 PG_DSN = os.environ.get("PG_DSN") or "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -68,35 +67,16 @@ _reachable_cache: dict[str, bool] = {}
 
 def _reachable(url: str, default_port: int) -> bool:
     if url not in _reachable_cache:
-        parts = urlsplit(url)
-        try:
-            with socket.create_connection(
-                (parts.hostname or "127.0.0.1", parts.port or default_port), 1
-            ):
-                _reachable_cache[url] = True
-        except OSError:
-            _reachable_cache[url] = False
+        _reachable_cache[url] = reachable(url, default_port)
     return _reachable_cache[url]
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("LLM_CLIENT_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (LLM_CLIENT_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
 
 
 def _require_backend(backend: str, *, services: bool = True) -> None:
     if backend not in get_registry().cache_backends:
-        _unavailable(f"cache backend {backend!r} needs {PACKAGES.get(backend, '?')} installed")
+        unavailable(f"cache backend {backend!r} needs {PACKAGES.get(backend, '?')} installed")
     for what, url, port in SERVICES.get(backend, ()) if services else ():
         if not _reachable(url, port):
-            _unavailable(f"{what} is not reachable at {url}")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+            unavailable(f"{what} is not reachable at {url}")
 
 
 # -- harness ----------------------------------------------------------------------------------
@@ -1086,7 +1066,7 @@ async def test_pg_redis_with_redis_down_caches_in_postgres(
     _require_backend("postgres")  # PostgreSQL only: Redis is the part that is down
     caplog.set_level(logging.INFO)
     harness = Harness("pg_redis", server, tmp_path)
-    port = _closed_port()
+    port = free_port()
     try:
         client = harness.client(redis_url=f"redis://127.0.0.1:{port}/0")
         msgs = ask("Cached in PostgreSQL while Redis is away.")
@@ -1113,7 +1093,7 @@ async def test_pg_redis_with_postgres_down_serves_from_redis(
     _require_backend("pg_redis")  # PostgreSQL is needed for the clean-up only
     caplog.set_level(logging.INFO)
     harness = Harness("pg_redis", server, tmp_path)
-    port = _closed_port()
+    port = free_port()
     try:
         client = harness.client(pg_dsn=f"postgresql://postgres@127.0.0.1:{port}/test")
         msgs = ask("Cached in Redis alone while PostgreSQL is away.")
@@ -1145,7 +1125,7 @@ async def test_only_service_down_calls_go_on_uncached(
 ):
     _require_backend(backend, services=False)  # the service is meant to be missing
     caplog.set_level(logging.INFO)
-    port = _closed_port()
+    port = free_port()
     harness = Harness(backend, server, tmp_path)
     harness.cleanup = False  # nothing can have been stored
     if backend == "redis":

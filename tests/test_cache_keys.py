@@ -398,3 +398,84 @@ def test_scope_ignores_the_prompt_but_nothing_else() -> None:
         return chat(messages=[{"role": "user", "content": content}])
 
     assert cache_scope(with_image("a.png")) != cache_scope(with_image("b.png"))
+
+
+# --- canonical_json spells everything as it always did ------------------------------------------
+
+
+def _reference_canon(value: Any, depth: int = 0) -> Any:
+    """The key material as _canon made it before its inlined fast paths (plain data only;
+    anything else is left to the library's _canon, whose other branches did not change)."""
+    from llm_client.cache.keys import _canon, _omitted
+
+    if depth > 256:
+        raise TypeError("request parameters are nested too deeply to derive a cache key")
+    kind = type(value)
+    if kind is str or kind is bool or kind is int or value is None:
+        return value
+    if kind is dict:
+        return {
+            (k if type(k) is str else str(k)): _reference_canon(v, depth + 1)
+            for k, v in value.items()
+            if not _omitted(v)
+        }
+    if kind is list or kind is tuple:
+        return [_reference_canon(v, depth + 1) for v in value]
+    return _canon(value, depth)
+
+
+def _reference_json(value: Any) -> str:
+    return json.dumps(
+        _reference_canon(value),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+    )
+
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0.0, -0.0, 1.0, 2.5, 1e16, 1e300, 0.05, 3.0e-7])
+    | st.text(max_size=12)
+)
+_keys = st.text(max_size=6) | st.integers(-5, 5) | st.booleans() | st.none() | st.just(1.0)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(_keys, inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_values)
+def test_canonical_json_is_what_it_always_was(value: Any) -> None:
+    try:
+        expected = _reference_json(value)
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize("levels", [254, 255, 256, 257, 300])
+def test_canonical_json_refuses_exactly_what_is_nested_too_deeply(levels: int) -> None:
+    for leaf in ("text", 1, None, 2.0):
+        deep: Any = {"leaf": leaf}
+        for _ in range(levels):
+            deep = [deep]
+        try:
+            expected = _reference_json(deep)
+        except TypeError:
+            with pytest.raises(TypeError, match="nested too deeply"):
+                canonical_json(deep)
+        else:
+            assert canonical_json(deep) == expected

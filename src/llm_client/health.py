@@ -169,6 +169,50 @@ class ServiceHealth:
             self._down_since = None
             self._logger.info("%s is reachable again after %.1fs", self._where, downtime)
 
+    async def call(
+        self,
+        op: Callable[[], Awaitable[_T]],
+        *,
+        outages: tuple[type[BaseException], ...],
+        answered: tuple[type[BaseException], ...] = (),
+        passthrough: tuple[type[BaseException], ...] = (),
+    ) -> _T:
+        """``await op()`` on the service, with its health tracked: the one way a server
+        backend talks to its server.
+
+        * While the service is down and waiting out its reconnect interval
+          (:meth:`should_try` is false), :class:`ServiceDown` is raised at once and ``op``
+          is not called.
+        * ``op`` returns: :meth:`succeeded` (the recovery is logged), and its result is
+          returned.
+        * ``op`` raises one of ``passthrough``: re-raised as it is, health untouched (for
+          example a busy local connection pool: this process is busy, the server is not
+          down). Checked first.
+        * ``op`` raises one of ``outages`` (connection refused, timeouts ...): :meth:`failed`
+          (logged once per outage), then :class:`ServiceDown` is raised from it.
+        * ``op`` raises one of ``answered`` (the server answered, it refused this one
+          request): :meth:`succeeded`, then re-raised.
+        * anything else is re-raised with the health untouched.
+
+        A retry inside one call (a dead pooled connection, a dropped table) belongs in
+        ``op``. The caller turns :class:`ServiceDown` into a fallback or into its own error.
+        """
+        if not self.should_try():
+            raise ServiceDown(self)
+        try:
+            result = await op()
+        except Exception as exc:
+            if passthrough and isinstance(exc, passthrough):
+                raise
+            if isinstance(exc, outages):
+                self.failed(exc)
+                raise ServiceDown(self) from exc
+            if answered and isinstance(exc, answered):
+                self.succeeded()
+            raise
+        self.succeeded()
+        return result
+
 
 class ServiceDown(Exception):
     """Raised inside a backend when a service failed, or is waiting out its reconnect interval.

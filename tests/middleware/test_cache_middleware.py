@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_client.cache import CacheEntry, MemoryCache, cache_key
 from llm_client.clock import ManualClock
@@ -903,3 +905,66 @@ async def test_end_to_end_semantic_cache_with_memory_backend(fake_openai: Any) -
     assert second["cache_similarity"] is not None and math.isclose(
         second["cache_similarity"], 1.0, abs_tol=1e-3
     )
+
+
+# --- the exact-hit fast path builds what the general route builds --------------------------------
+
+_cost = st.one_of(
+    st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False),
+    st.integers(min_value=0, max_value=10**9),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    usage=st.dictionaries(
+        st.sampled_from(
+            [
+                "input_tokens",
+                "output_tokens",
+                "input_cost",
+                "cached_input_cost",
+                "output_cost",
+                "saved_cost",
+                "total_tokens",
+                "reasoning_tokens",
+            ]
+        ),
+        _cost,
+    ),
+    status=st.sampled_from([200, 201, 400, 404]),
+    attempts=st.integers(0, 5),
+    cached=st.booleans(),
+    similarity=st.none() | st.floats(0, 1),
+)
+def test_exact_hit_equals_the_general_hit(
+    usage: dict[str, Any], status: int, attempts: int, cached: bool, similarity: float | None
+) -> None:
+    from llm_client.middleware.cache import _exact_hit
+
+    value = {
+        "params": {"model": "gpt-5-nano", "messages": [{"role": "user", "content": "hi"}]},
+        "output": "hello",
+        "usage": usage,
+        "status": status,
+        "error": "OK",
+        "identifier": "stored-id",
+        "model": "gpt-5-nano",
+        "attempts": attempts,
+        "cached": cached,
+        "cache_similarity": similarity,
+        "tool_calls": [{"id": "c1", "name": "f", "arguments": "{}"}],
+    }
+    raw = LLMResult.from_dict(value)
+    general = raw.replace(
+        cached=True,
+        attempts=0,
+        usage=raw.usage.as_saved(),
+        identifier="the-id",
+        cache_similarity=None,
+        headers={},
+    )
+    fast = _exact_hit(value, "the-id")
+    assert fast == general
+    assert fast.usage == general.usage and fast.headers == {}
+    assert fast.to_dict() == general.to_dict()

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import HealthCheck, event, settings
@@ -37,6 +35,7 @@ from llm_client_redis.rate_limit import RedisLimiter
 
 from llm_client.clock import ManualClock
 from llm_client.exceptions import InvalidRequestError, RequestTooLargeError, ServerError
+from llm_client.testing.services import require_redis
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 WINDOWS = (1.0, 10.0, 60.0)
@@ -46,22 +45,9 @@ EXAMPLES = int(os.environ.get("LIMITER_PROPERTY_EXAMPLES", "40"))
 pytestmark = pytest.mark.redis
 
 
-def _reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _redis_available() -> None:
-    if not _reachable(REDIS_URL):
-        reason = f"Redis is not reachable at {REDIS_URL}"
-        if os.environ.get("LLM_CLIENT_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason} (LLM_CLIENT_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
+    require_redis(REDIS_URL)
 
 
 class SteppingClock(ManualClock):

@@ -12,15 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -31,6 +28,7 @@ from llm_client.cache import CacheEntry
 from llm_client.exceptions import ConfigurationError
 from llm_client.plugins import cache_backend, get_registry, new_plugin_manager
 from llm_client.testing.cache_contract import CacheBackendContract
+from llm_client.testing.services import RedisServer, free_port, require_service
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -42,40 +40,14 @@ LOGGER = "llm_client_postgres"
 # -- service fixtures ------------------------------------------------------------------------
 
 
-def _reachable(url: str, default_port: int) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection(
-            (parts.hostname or "127.0.0.1", parts.port or default_port), 1
-        ):
-            return True
-    except OSError:
-        return False
-
-
-def _need(url: str, default_port: int, what: str) -> str:
-    if not _reachable(url, default_port):
-        reason = f"{what} is not reachable at {url}"
-        if os.environ.get("LLM_CLIENT_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason} (LLM_CLIENT_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
-    return url
-
-
 @pytest.fixture(scope="session")
 def pg_dsn() -> str:
-    return _need(PG_DSN, 5432, "PostgreSQL")
+    return require_service(PG_DSN, 5432, "PostgreSQL")
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    return _need(REDIS_URL, 6379, "Redis")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return require_service(REDIS_URL, 6379, "Redis")
 
 
 def _unique(prefix: str = "t") -> str:
@@ -249,7 +221,7 @@ def test_missing_dsn_names_argument_and_env(monkeypatch: pytest.MonkeyPatch) -> 
 async def test_explicit_argument_beats_environment(
     monkeypatch: pytest.MonkeyPatch, backends: Backends
 ) -> None:
-    monkeypatch.setenv("PG_DSN", f"postgresql://postgres@127.0.0.1:{_closed_port()}/test")
+    monkeypatch.setenv("PG_DSN", f"postgresql://postgres@127.0.0.1:{free_port()}/test")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     backend = backends.make()  # explicit pg_dsn / redis_url from the fixture
     await backend.put(_entry("k"))
@@ -482,7 +454,7 @@ async def test_redis_down_falls_back_to_postgres(
     backends: Backends, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, LOGGER)
-    backend = backends.make(redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
+    backend = backends.make(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     for i in range(5):
         await backend.put(_entry(f"k{i}"))
         assert (await backend.get(f"k{i}")) is not None
@@ -497,7 +469,7 @@ async def test_postgres_down_falls_back_to_redis(
     backends: Backends, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, LOGGER)
-    bad = f"postgresql://postgres@127.0.0.1:{_closed_port()}/test"
+    bad = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
     backend = backends.make(pg_dsn=bad)
     for i in range(5):
         await backend.put(_entry(f"k{i}"))
@@ -512,8 +484,8 @@ async def test_postgres_down_falls_back_to_redis(
 async def test_both_down_raises(backends: Backends, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, LOGGER)
     backend = backends.make(
-        pg_dsn=f"postgresql://postgres@127.0.0.1:{_closed_port()}/test",
-        redis_url=f"redis://127.0.0.1:{_closed_port()}/0",
+        pg_dsn=f"postgresql://postgres@127.0.0.1:{free_port()}/test",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
     )
     with pytest.raises(CacheUnavailableError):
         await backend.put(_entry("k"))
@@ -529,7 +501,7 @@ async def test_postgres_alone_down_raises_then_waits_out_reconnect_interval(
 ) -> None:
     backend = backends.make(
         mirror=False,
-        pg_dsn=f"postgresql://postgres@127.0.0.1:{_closed_port()}/test",
+        pg_dsn=f"postgresql://postgres@127.0.0.1:{free_port()}/test",
         reconnect_interval=30.0,
     )
     with pytest.raises(CacheUnavailableError):
@@ -569,66 +541,23 @@ async def test_postgres_connections_killed_mid_run(
     assert not _warnings(caplog)
 
 
-class ThrowawayRedis:
-    """A private redis-server on a free port that a test may stop and start at will."""
-
-    def __init__(self) -> None:
-        self.port = _closed_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not _reachable(self.url, self.port):
-            if time.monotonic() > deadline:
-                raise RuntimeError("throwaway redis-server did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
-@pytest.fixture
-def throwaway_redis() -> Iterator[ThrowawayRedis]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("LLM_CLIENT_REQUIRE_SERVICES") == "1":
-            pytest.fail("redis-server is not installed (LLM_CLIENT_REQUIRE_SERVICES=1)")
-        pytest.skip("redis-server is not installed")
-    server = ThrowawayRedis()
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_redis_stopped_and_restarted_mid_run(
-    backends: Backends, throwaway_redis: ThrowawayRedis, caplog: pytest.LogCaptureFixture
+    backends: Backends, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, LOGGER)
-    backend = backends.make(redis_url=throwaway_redis.url)
+    backend = backends.make(redis_url=redis_server.url)
     await backend.put(_entry("a"))
     assert (await backend.get("a")) is not None
     assert (await backend.stats())["redis_hits"] == 1
 
-    throwaway_redis.stop()
+    redis_server.stop()
     for key in ("a", "a", "a"):  # served by PostgreSQL, no call lost
         assert (await backend.get(key)) is not None
     await backend.put(_entry("b"))
     assert (await backend.get("b")) is not None
     assert len(_warnings(caplog)) == 1
 
-    throwaway_redis.start()  # empty: the mirror refills from PostgreSQL
+    redis_server.start()  # empty: the mirror refills from PostgreSQL
     assert (await backend.get("a")) is not None
     infos = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == 20]
     assert len(infos) == 1 and "reachable again" in infos[0]

@@ -11,7 +11,6 @@ import hashlib
 import logging
 import math
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from llm_client.cache import CacheEntry
 from llm_client.exceptions import ConfigurationError
 from llm_client.plugins import cache_backend, get_registry, new_plugin_manager
 from llm_client.testing.cache_contract import SemanticCacheBackendContract
+from llm_client.testing.services import free_port
 
 LOGGER = "llm_client_qdrant"
 DIM = 512
@@ -74,12 +74,6 @@ async def backend(wall: FakeWallClock) -> AsyncIterator[QdrantCache]:
     cache = QdrantCache(qdrant_location=":memory:", cache_collection="test", wall_clock=wall)
     yield cache
     await cache.aclose()
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TestQdrantMemoryContract(SemanticCacheBackendContract):
@@ -332,7 +326,7 @@ async def test_stats_export_clear_warm(backend: QdrantCache) -> None:
 
 async def test_unreachable_server_raises_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, LOGGER)
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     async with QdrantCache(qdrant_url=url, reconnect_interval=0.0, qdrant_timeout=2) as backend:
         for _ in range(3):
             with pytest.raises(CacheUnavailableError, match="Qdrant"):
@@ -346,7 +340,7 @@ async def test_unreachable_server_raises_and_logs_once(caplog: pytest.LogCapture
 
 
 async def test_reconnect_interval_spares_a_dead_server() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     async with QdrantCache(qdrant_url=url, reconnect_interval=30.0) as backend:
         with pytest.raises(CacheUnavailableError):
             await backend.get("k")

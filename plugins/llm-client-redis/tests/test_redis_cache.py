@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
@@ -30,6 +27,7 @@ from llm_client.cache import CacheEntry
 from llm_client.exceptions import ConfigurationError
 from llm_client.plugins import cache_backend, get_registry, new_plugin_manager
 from llm_client.testing.cache_contract import CacheBackendContract
+from llm_client.testing.services import RedisServer, free_port, require_redis
 
 pytestmark = pytest.mark.redis
 
@@ -37,32 +35,9 @@ REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 LOGGER = "llm_client_redis"
 
 
-def _reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1):
-            return True
-    except OSError:
-        return False
-
-
-def _require(ok: bool, reason: str) -> None:
-    if not ok:
-        if os.environ.get("LLM_CLIENT_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason} (LLM_CLIENT_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    _require(_reachable(REDIS_URL), f"Redis is not reachable at {REDIS_URL}")
-    return REDIS_URL
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return require_redis(REDIS_URL)
 
 
 def _entry(key: str, **value: Any) -> CacheEntry:
@@ -286,7 +261,7 @@ async def test_closed_port_raises_and_logs_once(
     backends: Backends, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, LOGGER)
-    backend = backends.make(redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
+    backend = backends.make(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     for _ in range(3):
         with pytest.raises(CacheUnavailableError, match="Redis"):
             await backend.get("k")
@@ -298,9 +273,7 @@ async def test_closed_port_raises_and_logs_once(
 
 
 async def test_reconnect_interval_spares_a_dead_server(backends: Backends) -> None:
-    backend = backends.make(
-        redis_url=f"redis://127.0.0.1:{_closed_port()}/0", reconnect_interval=30.0
-    )
+    backend = backends.make(redis_url=f"redis://127.0.0.1:{free_port()}/0", reconnect_interval=30.0)
     with pytest.raises(CacheUnavailableError):
         await backend.get("k")
     started = time.perf_counter()
@@ -311,61 +284,21 @@ async def test_reconnect_interval_spares_a_dead_server(backends: Backends) -> No
     assert backend.health.failures == 1
 
 
-class ThrowawayRedis:
-    """A private redis-server on a free port that a test may stop and start at will."""
-
-    def __init__(self) -> None:
-        self.port = _closed_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not _reachable(self.url):
-            if time.monotonic() > deadline:
-                raise RuntimeError("throwaway redis-server did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
-@pytest.fixture
-def throwaway_redis() -> Iterator[ThrowawayRedis]:
-    _require(shutil.which("redis-server") is not None, "redis-server is not installed")
-    server = ThrowawayRedis()
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_server_stopped_and_restarted_mid_run(
-    throwaway_redis: ThrowawayRedis, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, LOGGER)
-    async with RedisCache(throwaway_redis.url, reconnect_interval=0.0) as backend:
+    async with RedisCache(redis_server.url, reconnect_interval=0.0) as backend:
         await backend.put(_entry("a"))
         assert (await backend.get("a")) is not None
 
-        throwaway_redis.stop()
+        redis_server.stop()
         for _ in range(3):
             with pytest.raises(CacheUnavailableError):
                 await backend.get("a")
         assert len(_records(caplog, logging.WARNING)) == 1
 
-        throwaway_redis.start()  # a fresh, empty server on the same port
+        redis_server.start()  # a fresh, empty server on the same port
         assert await backend.get("a") is None  # answered again: a miss, not an error
         await backend.put(_entry("a"))
         assert (await backend.get("a")) is not None
@@ -386,19 +319,19 @@ def _cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def test_frozen_redis_every_call_is_answered_within_its_deadline(
-    throwaway_redis: ThrowawayRedis, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """SIGSTOP leaves connections open and unanswered: the worst kind of outage."""
     from llm_client import GPT5Nano, OpenAIClient
     from llm_client.testing import FakeOpenAI, expected_text
 
     caplog.set_level(logging.INFO)
-    assert throwaway_redis.proc is not None
+    assert redis_server.proc is not None
     async with FakeOpenAI() as server:
         client = OpenAIClient(
             GPT5Nano,
             cache_backend="redis",
-            redis_url=throwaway_redis.url,
+            redis_url=redis_server.url,
             base_url=server.base_url,
             api_key="sk-test",
             rate_limit_backend=None,
@@ -407,7 +340,7 @@ async def test_frozen_redis_every_call_is_answered_within_its_deadline(
         try:
             warm = await client.get_response(messages=[{"role": "user", "content": "warm"}])
             assert warm["status"] == 200
-            os.kill(throwaway_redis.proc.pid, signal.SIGSTOP)
+            os.kill(redis_server.proc.pid, signal.SIGSTOP)
             try:
                 asks = [[{"role": "user", "content": f"question {i}"}] for i in range(40)]
                 results = await asyncio.gather(
@@ -415,7 +348,7 @@ async def test_frozen_redis_every_call_is_answered_within_its_deadline(
                 )
                 later = [await client.get_response(messages=msgs) for msgs in asks[:5]]
             finally:
-                os.kill(throwaway_redis.proc.pid, signal.SIGCONT)
+                os.kill(redis_server.proc.pid, signal.SIGCONT)
             for msgs, result in zip([*asks, *asks[:5]], [*results, *later], strict=True):
                 assert result["status"] == 200, result["error"]
                 assert result["output"] == expected_text(msgs)

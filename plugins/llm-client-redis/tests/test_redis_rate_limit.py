@@ -18,7 +18,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from llm_client.clock import ManualClock
 from llm_client.exceptions import ConfigurationError, InvalidRequestError, RequestTooLargeError
 from llm_client.plugins import new_plugin_manager, rate_limiter
 from llm_client.rate_limit import RateLimiter
+from llm_client.testing.services import RedisServer, free_port, require_redis
 
 pytestmark = pytest.mark.redis
 
@@ -42,23 +42,9 @@ REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 LOGGER = "llm_client_redis"
 
 
-def _reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def redis_url() -> str:
-    if not _reachable(REDIS_URL):
-        reason = f"Redis is not reachable at {REDIS_URL}"
-        if os.environ.get("LLM_CLIENT_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason} (LLM_CLIENT_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
-    return REDIS_URL
+    return require_redis(REDIS_URL)
 
 
 @pytest.fixture
@@ -71,12 +57,6 @@ async def key(redis_url: str) -> AsyncIterator[str]:
         await raw.delete(*(f"{{{name}}}:{part}" for part in parts))
     finally:
         await raw.aclose()
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make(url: str, key: str, **kw: Any) -> RedisLimiter:
@@ -455,7 +435,7 @@ async def test_unreachable_redis_falls_back_to_a_local_share_and_logs_once(
     limiter = RedisLimiter(
         tokens_per_minute=6000,
         requests_per_minute=600,
-        redis_url=f"redis://127.0.0.1:{_closed_port()}/0",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
         key="unreachable",
         clock=clock,
         fallback_share=0.5,
@@ -485,37 +465,20 @@ async def test_unreachable_redis_falls_back_to_a_local_share_and_logs_once(
         await limiter.aclose()
 
 
-class PrivateRedis:
+class PrivateRedis(RedisServer):
     """A redis-server of this test alone, on a free port, that the test can freeze."""
 
-    def __init__(self) -> None:
-        self.port = _closed_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not _reachable(self.url):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the private redis-server did not start")
-            time.sleep(0.02)
-
     def freeze(self) -> None:
+        assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
-        os.kill(self.proc.pid, signal.SIGCONT)
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         self.thaw()
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        super().stop()
 
 
 @pytest.fixture
@@ -525,6 +488,7 @@ def private_redis() -> Iterator[PrivateRedis]:
             pytest.fail("redis-server is not installed (LLM_CLIENT_REQUIRE_SERVICES=1)")
         pytest.skip("redis-server is not installed")
     server = PrivateRedis()
+    server.start()
     yield server
     server.stop()
 
@@ -589,7 +553,7 @@ class Proxy:
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        self.port = _closed_port()
+        self.port = free_port()
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
 

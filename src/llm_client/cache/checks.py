@@ -136,8 +136,12 @@ def check_result_value(value: Any, operation: str) -> None:
     if not isinstance(usage, Mapping):
         raise _bad(f"usage is {type(usage).__name__}, not an object")
     for name in _USAGE_NUMERIC:
-        if name in usage:
-            _check_number(usage[name], f"usage.{name}")
+        number = usage.get(name, 0)
+        kind = type(number)
+        # the common case inline (a finite int or float >= 0); anything else, and every
+        # failure, is judged and worded by _check_number
+        if not ((kind is int or kind is float) and 0 <= number < math.inf):
+            _check_number(number, f"usage.{name}")
     tool_calls = value.get("tool_calls")
     if tool_calls is not None:
         _check_tool_calls(tool_calls)

@@ -72,11 +72,16 @@ def _canon(value: Any, depth: int = 0) -> Any:
     if kind is str or kind is bool or kind is int or value is None:
         return value
     if kind is dict:
-        return {
-            (k if type(k) is str else str(k)): _canon(v, depth + 1)
-            for k, v in value.items()
-            if not _omitted(v)
-        }
+        out = {}
+        shallow = depth < _MAX_DEPTH  # else _canon(v) raises, scalar or not
+        for k, v in value.items():
+            item = type(v)
+            if shallow and (item is str or item is int or item is bool or v is None):
+                # what _canon(v) returns, without the call: messages are dicts of strings
+                out[k if type(k) is str else str(k)] = v
+            elif not _omitted(v):
+                out[k if type(k) is str else str(k)] = _canon(v, depth + 1)
+        return out
     if kind is list:
         return [_canon(v, depth + 1) for v in value]
     if isinstance(value, (bool, str)):
@@ -114,6 +119,12 @@ def _canon(value: Any, depth: int = 0) -> Any:
     raise TypeError(f"cannot derive a cache key from a {type(value).__name__} value")
 
 
+#: The one encoder of canonical JSON (json.dumps with options builds a new one per call).
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+
+
 def canonical_json(value: Any) -> str:
     """One JSON text per meaning: sorted keys, no whitespace, ASCII only.
 
@@ -121,9 +132,7 @@ def canonical_json(value: Any) -> str:
     ``1.0`` and ``1`` are the same number. Raises :class:`TypeError` for values that have no
     deterministic JSON form.
     """
-    return json.dumps(
-        _canon(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
+    return _ENCODER.encode(_canon(value))
 
 
 def _sha256(text: str) -> str:

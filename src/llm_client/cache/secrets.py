@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -81,6 +82,7 @@ _SECRET_ENV = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # the same few names, on every call
 def is_secret_name(name: str) -> bool:
     """Whether a mapping key names a credential (``api_key``, ``Authorization`` ...)."""
     norm = name.strip().lower().replace("-", "_")

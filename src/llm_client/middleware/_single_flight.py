@@ -9,13 +9,11 @@ goes on alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..result import LLMResult
 
-__all__ = ["Leader", "Shared", "SingleFlight"]
+__all__ = ["Shared", "SingleFlight"]
 
 
 @dataclass(slots=True)
@@ -25,20 +23,14 @@ class Shared:
     :param result: the answer (as read from the cache or as the API gave it).
     :param similarity: the cosine similarity of a semantic hit, ``None`` otherwise.
     :param stored: whether the answer is (or is being) stored, so waiters need not store it.
+    :param hit: ``result`` is already the hit every call with this key receives (an exact
+        hit built straight from the stored value), so it is handed on as it is.
     """
 
     result: LLMResult
     similarity: float | None
     stored: bool
-
-
-class Leader:
-    """The leading call's handle: set :attr:`outcome` before leaving :meth:`SingleFlight.lead`."""
-
-    __slots__ = ("outcome",)
-
-    def __init__(self) -> None:
-        self.outcome: Shared | None = None
+    hit: bool = False
 
 
 class SingleFlight:
@@ -56,21 +48,17 @@ class SingleFlight:
         """The outcome of the call leading for ``key`` (await it shielded), if one is."""
         return self._flights.get(key)
 
-    @contextlib.contextmanager
-    def lead(self, key: str) -> Iterator[Leader]:
-        """Lead for ``key`` for the duration of the block.
-
-        On leaving (normally, by an exception or a cancellation) the waiters get
-        ``leader.outcome`` if it is a successful answer, else ``None``.
-        """
+    def begin(self, key: str) -> asyncio.Future[Shared | None]:
+        """Lead for ``key`` until :meth:`end`; calls with the same key wait for it meanwhile."""
         future: asyncio.Future[Shared | None] = asyncio.get_running_loop().create_future()
         self._flights[key] = future
-        leader = Leader()
-        try:
-            yield leader
-        finally:
-            if not future.done():  # waiters get an answer only if it is a success
-                shared = leader.outcome
-                future.set_result(shared if shared is not None and shared.result.ok else None)
-            if self._flights.get(key) is future:
-                del self._flights[key]
+        return future
+
+    def end(self, key: str, future: asyncio.Future[Shared | None], outcome: Shared | None) -> None:
+        """Stop leading (call it in a ``finally``, so a failure or a cancellation ends the
+        flight too): the waiters get ``outcome`` if it is a successful answer, else ``None``
+        and each goes on alone."""
+        if not future.done():
+            future.set_result(outcome if outcome is not None and outcome.result.ok else None)
+        if self._flights.get(key) is future:
+            del self._flights[key]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from ..cache import (
@@ -67,6 +67,31 @@ _TRANSIENT_CLIENT_ERRORS = frozenset({408, 409, 429})
 
 def _deterministic_failure(status: int) -> bool:
     return 400 <= status < 500 and status not in _TRANSIENT_CLIENT_ERRORS
+
+
+def _exact_hit(value: Mapping[str, Any], identifier: str) -> LLMResult:
+    """What :meth:`CacheMiddleware._deliver` makes of ``LLMResult.from_dict(value)`` for an
+    exact hit (``cached``, no attempts, the usage reported as saved as by
+    :meth:`Usage.as_saved() <llm_client.usage.Usage.as_saved>`, ``identifier``), built in one
+    go rather than as a result and then a copy of it: this runs on every hit."""
+    usage = value.get("usage") or {}
+    saved = dict(usage)
+    saved["saved_cost"] = (
+        (usage.get("input_cost", 0.0) + usage.get("cached_input_cost", 0.0))
+        + usage.get("output_cost", 0.0)
+        + usage.get("saved_cost", 0.0)
+    )
+    saved["input_cost"] = saved["cached_input_cost"] = saved["output_cost"] = 0.0
+    return LLMResult.from_dict(
+        {
+            **value,
+            "usage": saved,
+            "cached": True,
+            "attempts": 0,
+            "identifier": identifier,
+            "cache_similarity": None,
+        }
+    )
 
 
 class CacheMiddleware:
@@ -268,15 +293,18 @@ class CacheMiddleware:
 
     async def _lead(self, ctx: _Ctx, next: Next, *, read: bool) -> Reply:
         """Answer ``ctx`` while identical calls wait for the outcome (single-flight)."""
-        with self._flights.lead(ctx.key) as leader:
-            shared = await self._lookup(ctx) if read else None
-            if shared is not None:
-                leader.outcome = shared
-                return await self._deliver(ctx, shared, coalesced=False)
+        flight = self._flights.begin(ctx.key)
+        outcome = None
+        try:
+            outcome = await self._lookup(ctx) if read else None
+            if outcome is not None:
+                return await self._deliver(ctx, outcome, coalesced=False)
             reply = await self._fetch(ctx, next)
             if isinstance(reply, LLMResult) and reply.ok:
-                leader.outcome = _Shared(reply, None, self._storable(ctx, reply))
+                outcome = _Shared(reply, None, self._storable(ctx, reply))
             return reply
+        finally:
+            self._flights.end(ctx.key, flight, outcome)
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -286,12 +314,18 @@ class CacheMiddleware:
             return await self._deliver(ctx, shared, coalesced=False)
         return await self._fetch(ctx, next)
 
-    def _usable(self, ctx: _Ctx, entry: CacheEntry | None) -> LLMResult | None:
+    def _usable(
+        self, ctx: _Ctx, entry: CacheEntry | None, *, hit: bool = False
+    ) -> LLMResult | None:
+        """The checked result of ``entry`` (as a hit for ``ctx`` with ``hit``), or ``None``."""
         if entry is None:
             return None
         try:
             check_result_value(entry.value, ctx.call.operation)
-            result = LLMResult.from_dict(entry.value)
+            if hit:
+                result = _exact_hit(entry.value, ctx.identifier)
+            else:
+                result = LLMResult.from_dict(entry.value)
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
             self._counts["invalid"] += 1
             log.warning(
@@ -309,10 +343,10 @@ class CacheMiddleware:
     async def _lookup(self, ctx: _Ctx) -> _Shared | None:
         entry = await self._backend_op("get", lambda: self.backend.get(ctx.key), ctx.call.deadline)
         if entry is not None and entry.key == ctx.key:
-            result = self._usable(ctx, entry)
+            result = self._usable(ctx, entry, hit=True)
             if result is not None:
                 self._counts["hits"] += 1
-                return _Shared(result.replace(identifier=ctx.identifier), None, True)
+                return _Shared(result, None, True, hit=True)
         if self._semantic.prepare(ctx):
             found = await self._semantic_lookup(ctx)
             if found is not None:
@@ -338,6 +372,8 @@ class CacheMiddleware:
 
     async def _deliver(self, ctx: _Ctx, shared: _Shared, *, coalesced: bool) -> Reply:
         raw = shared.result
+        if shared.hit and raw.identifier == ctx.identifier:
+            return replay(raw) if ctx.call.stream else raw
         if coalesced and not shared.stored and self._storable(ctx, raw):
             self._store_later(ctx, raw)
         hit = raw.replace(

@@ -1,8 +1,8 @@
-"""pytest plugin of llm-client: the ``fake_openai`` fixture.
+"""pytest plugin of llm-client: the ``fake_openai`` and ``redis_server`` fixtures.
 
 Installed through the ``pytest11`` entry point, so any project that has llm-client installed
-can use the fixture without a conftest. The server module (and aiohttp) is imported only when
-the fixture is first used.
+can use the fixtures without a conftest. The server module (and aiohttp) is imported only when
+a fixture is first used.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 
 if TYPE_CHECKING:
     from llm_client.testing.server import FakeOpenAI
+    from llm_client.testing.services import RedisServer
 
 #: The API key the fixture puts in ``OPENAI_API_KEY``.
 FAKE_API_KEY = "sk-fake-test-key"
@@ -36,3 +37,19 @@ def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
         yield server
     finally:
         server.stop_thread()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private, running :class:`~llm_client.testing.services.RedisServer` for one test.
+
+    The test may stop and start it (``redis_server.url`` stays the same); it is stopped
+    afterwards. Skipped when ``redis-server`` is not installed, or failed with
+    ``LLM_CLIENT_REQUIRE_SERVICES=1``.
+    """
+    from llm_client.testing.services import RedisServer, unavailable
+
+    if not RedisServer.installed():
+        unavailable("redis-server is not installed")
+    with RedisServer() as server:
+        yield server

@@ -2,50 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import BlockingConnectionPool
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from llm_client.health import ServiceDown, ServiceHealth
+from llm_client.redis_connect import (
+    DEFAULT_MAX_CONNECTIONS,
+    PoolExhaustedError,
+    connect_redis,
+    redis_outages,
+)
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "PoolExhaustedError", "RedisMirror"]
 
 T = TypeVar("T")
 
-_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+_FAILURES = redis_outages()
 _GLOB = re.compile(r"([*?\[\]\\])")
-
-
-#: Connections of the mirror's pool unless ``redis_max_connections`` says otherwise.
-DEFAULT_MAX_CONNECTIONS = 100
-
-
-class PoolExhaustedError(RedisConnectionError):
-    """Every pooled connection stayed busy for the pool timeout: busy, not an outage."""
-
-
-class _WaitingPool(BlockingConnectionPool):
-    """redis-py's blocking pool, with a distinct error when the wait runs out."""
-
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-        except RedisConnectionError as exc:
-            if isinstance(exc.__cause__, asyncio.TimeoutError):  # only the pool's wait
-                raise PoolExhaustedError(
-                    f"all {self.max_connections} Redis connections stayed busy for"
-                    f" {self.timeout:g}s (raise redis_max_connections?)"
-                ) from exc
-            raise
 
 
 class RedisMirror:
@@ -77,37 +54,29 @@ class RedisMirror:
 
     def _redis(self) -> aioredis.Redis:
         if self._client is None:
-            # A pool that waits for a free connection: with redis-py's default pool the
-            # 101st concurrent command failed as if Redis were down.
-            pool = _WaitingPool.from_url(
+            # A pool that waits for a free connection (llm_client.redis_connect): with
+            # redis-py's default pool the 101st concurrent command failed as if Redis were down.
+            self._client = connect_redis(
                 self.url,
+                connect_timeout=self._connect_timeout,
+                command_timeout=self._command_timeout,
                 max_connections=self._max_connections,
-                timeout=self._pool_timeout,
-                socket_connect_timeout=self._connect_timeout,
-                socket_timeout=self._command_timeout,
-                retry=Retry(NoBackoff(), 1),
-                health_check_interval=0,
+                pool_timeout=self._pool_timeout,
             )
-            self._client = aioredis.Redis.from_pool(pool)
         return self._client
 
     def key(self, key: str) -> str:
         return self.namespace + key
 
     async def _call(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-        if not self.health.should_try():
-            raise ServiceDown(self.health)
         try:
-            result = await op(self._redis())
+            return await self.health.call(
+                lambda: op(self._redis()), outages=_FAILURES, passthrough=(PoolExhaustedError,)
+            )
         except PoolExhaustedError as exc:
             # This process is busy, Redis is not down: skip the mirror this once, with no
             # outage recorded or logged.
             raise ServiceDown(self.health) from exc
-        except _FAILURES as exc:
-            self.health.failed(exc)
-            raise ServiceDown(self.health) from exc
-        self.health.succeeded()
-        return result
 
     async def get(self, key: str) -> bytes | None:
         async def op(r: aioredis.Redis) -> Any:

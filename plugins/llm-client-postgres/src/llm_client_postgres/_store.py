@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from llm_client.exceptions import ConfigurationError
-from llm_client.health import ServiceDown, ServiceHealth
+from llm_client.health import ServiceHealth
 
 __all__ = ["PostgresStore", "Row", "row_key", "validate_table_name"]
 
@@ -28,6 +28,7 @@ def row_key(key: str) -> str:
     if len(raw) <= MAX_KEY_BYTES:
         return key
     return "sha256:" + hashlib.sha256(raw).hexdigest()
+
 
 T = TypeVar("T")
 
@@ -194,34 +195,36 @@ class PostgresStore:
         Raises :class:`ServiceDown` when PostgreSQL does not answer (the failure is logged
         once per outage) or while it is waiting out its reconnect interval.
         """
-        if not self.health.should_try():
-            raise ServiceDown(self.health)
-        for attempt in (1, 2):
-            try:
-                pool = await self._get_pool()
-                async with pool.acquire(timeout=self._connect_timeout) as conn:
-                    await self._ensure_table(conn)
-                    result = await op(conn)
-            except asyncpg.exceptions.UndefinedTableError:
-                self._table_ready = False  # someone dropped it: recreate and try again
-                if attempt == 1:
-                    continue
-                raise
-            except _OUTAGES as exc:
-                if attempt == 1 and isinstance(exc, _RETRY_ONCE):
-                    # If one pooled session was killed, its siblings probably were too:
-                    # have the pool replace them all, then try once more.
-                    if self._pool is not None:
-                        await self._pool.expire_connections()
-                    continue
-                self.health.failed(exc)
-                raise ServiceDown(self.health) from exc
-            except asyncpg.PostgresError:
-                self.health.succeeded()  # the server answered: it refused this statement
-                raise
-            self.health.succeeded()
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        async def attempts() -> T:
+            for attempt in (1, 2):
+                try:
+                    pool = await self._get_pool()
+                    async with pool.acquire(timeout=self._connect_timeout) as conn:
+                        await self._ensure_table(conn)
+                        return await op(conn)
+                except asyncpg.exceptions.UndefinedTableError:
+                    self._table_ready = False  # someone dropped it: recreate and try again
+                    if attempt == 1:
+                        continue
+                    raise
+                except _OUTAGES as exc:
+                    if attempt == 1 and isinstance(exc, _RETRY_ONCE):
+                        # If one pooled session was killed, its siblings probably were too:
+                        # have the pool replace them all, then try once more.
+                        if self._pool is not None:
+                            await self._pool.expire_connections()
+                        continue
+                    raise
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        return await self.health.call(
+            attempts,
+            outages=_OUTAGES,
+            # the server answered: it refused this statement (not an outage, a success)
+            answered=(asyncpg.PostgresError,),
+            passthrough=(asyncpg.exceptions.UndefinedTableError,),
+        )
 
     async def aclose(self) -> None:
         self._closed = True

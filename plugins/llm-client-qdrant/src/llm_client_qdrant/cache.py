@@ -233,26 +233,23 @@ class QdrantCache:
 
     async def _call(self, what: str, op: Callable[[AsyncQdrantClient], Awaitable[T]]) -> T:
         """Run ``op``, tracking the service's health; one retry if a collection vanished."""
-        try:
-            if not self.health.should_try():
-                raise ServiceDown(self.health)
+
+        async def attempts() -> T:
             for attempt in (1, 2):
                 try:
-                    result = await op(self._qdrant())
+                    return await op(self._qdrant())
                 except _FAILURES_OR_MISSING as exc:
                     if _is_missing_collection(exc) and attempt == 1:
                         self._known.clear()  # dropped behind our back: recreate and retry
                         continue
-                    if isinstance(exc, ValueError):
-                        raise
-                    self.health.failed(exc)
-                    raise ServiceDown(self.health) from exc
-                break
+                    raise
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        try:
+            return await self.health.call(attempts, outages=_FAILURES, passthrough=(ValueError,))
         except ServiceDown as down:
             self._counters["errors"] += 1
             raise CacheUnavailableError(f"cannot {what}: {down}") from down.__cause__
-        self.health.succeeded()
-        return result
 
     async def _ensure(self, client: AsyncQdrantClient, name: str, size: int | None) -> None:
         """Create collection ``name`` (vectorless if ``size`` is None) unless it exists."""

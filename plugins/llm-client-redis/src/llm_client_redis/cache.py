@@ -8,7 +8,6 @@ middleware then goes on without the cache); the client reconnects lazily when Re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import re
@@ -17,7 +16,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock
@@ -25,8 +23,8 @@ from llm_client.config import connection_string
 from llm_client.config import redis_url as check_redis_url
 from llm_client.exceptions import CacheUnavailableError, ConfigurationError
 from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
-
-from ._connect import PoolExhaustedError, check_max_connections, connect
+from llm_client.redis_connect import PoolExhaustedError, check_max_connections, redis_outages
+from llm_client.redis_connect import connect_redis as connect
 
 __all__ = ["DEFAULT_COLLECTION", "DEFAULT_PREFIX", "CacheUnavailableError", "RedisCache"]
 
@@ -37,7 +35,7 @@ T = TypeVar("T")
 DEFAULT_COLLECTION = "llm_cache"
 DEFAULT_PREFIX = "llm_client:"
 
-_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+_FAILURES = redis_outages()
 _GLOB = re.compile(r"([*?\[\]\\])")
 _BATCH = 500
 
@@ -160,21 +158,15 @@ class RedisCache:
 
     async def _call(self, what: str, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         try:
-            if not self.health.should_try():
-                raise ServiceDown(self.health)
-            try:
-                result = await op(self._redis())
-            except PoolExhaustedError as exc:  # this process is busy; Redis is fine
-                self._counters["errors"] += 1
-                raise CacheUnavailableError(f"cannot {what}: {exc}") from exc
-            except _FAILURES as exc:
-                self.health.failed(exc)
-                raise ServiceDown(self.health) from exc
+            return await self.health.call(
+                lambda: op(self._redis()), outages=_FAILURES, passthrough=(PoolExhaustedError,)
+            )
+        except PoolExhaustedError as exc:  # this process is busy; Redis is fine
+            self._counters["errors"] += 1
+            raise CacheUnavailableError(f"cannot {what}: {exc}") from exc
         except ServiceDown as down:
             self._counters["errors"] += 1
             raise CacheUnavailableError(f"cannot {what}: {down}") from down.__cause__
-        self.health.succeeded()
-        return result
 
     def _decode(self, key: str, raw: Any) -> CacheEntry | None:
         try:
