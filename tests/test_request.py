@@ -106,6 +106,9 @@ BAD_CALLS = [
     ("timeout-inf", {"messages": [USER], "timeout": math.inf}, "timeout"),
     ("backoff-nan", {"messages": [USER], "backoff": math.nan}, "backoff"),
     ("backoff-inf", {"messages": [USER], "backoff": math.inf}, "backoff"),
+    # Finite, but too large for a float: used to raise OverflowError in the middle of the call.
+    ("timeout-beyond-a-float", {"messages": [USER], "timeout": 10**400}, "timeout"),
+    ("backoff-beyond-a-float", {"messages": [USER], "backoff": 10**400}, "backoff"),
 ]
 
 
@@ -124,6 +127,20 @@ async def test_malformed_call_raises_and_sends_nothing(server, kwargs, named):
     finally:
         await client.close()
     assert server.count() == 0
+
+
+async def test_large_but_valid_call_options_are_accepted_and_sent(server):
+    """attempts has no upper bound and timeout/backoff only need to be finite (docs/api.md):
+    huge values are valid and the call goes out. The property test once counted
+    attempts=2**70 + 1 as malformed, and hypothesis displayed that draw as ``(n, ...)``."""
+    client = make_client(server)
+    try:
+        for options in ({"attempts": 2**70 + 1}, {"timeout": 1e301}, {"backoff": 1e308}):
+            result = await client.get_response(messages=[USER], **options)
+            assert result["status"] == 200, options
+    finally:
+        await client.close()
+    assert server.count() == 3
 
 
 async def test_input_over_the_model_limit_raises_and_sends_nothing(server):
@@ -146,6 +163,8 @@ BAD_OPTIONS = [
     ("timeout-inf", {"timeout": math.inf}, "timeout"),
     ("backoff-nan", {"backoff": math.nan}, "backoff"),
     ("backoff-inf", {"backoff": math.inf}, "backoff"),
+    ("timeout-beyond-a-float", {"timeout": 10**400}, "timeout"),
+    ("backoff-beyond-a-float", {"backoff": 10**400}, "backoff"),
     ("cache-backend-a-number", {"cache_backend": 123}, "cache_backend"),
     ("cache-ttl-inf", {"cache_ttl": math.inf}, "cache_ttl"),
     ("threshold-text", {"semantic_cache_threshold": "high"}, "semantic_cache_threshold"),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,7 +20,7 @@ def _number(name: str, value: Any, *, low: float = 0.0, inclusive: bool = False)
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not (low <= value if inclusive else low < value)
-        or not value < math.inf
+        or not value <= sys.float_info.max  # NaN, infinity, and ints too large for a float
     ):
         bound = f">= {low:g}" if inclusive else "positive"
         raise ConfigurationError(f"{name} must be a finite, {bound} number, got {value!r:.60}")

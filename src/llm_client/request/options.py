@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -14,6 +15,7 @@ from .base import (
     _show,
 )
 
+_FLOAT_MAX = sys.float_info.max
 _FLAGS = ("hash_as_identifier", "cache_response", "cache_errors", "rewrite_cache", "regen_cache")
 
 
@@ -36,9 +38,11 @@ def check_call_options(
         not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1
     ):
         _fail(f"attempts must be an integer >= 1, got {_show(attempts)}")
-    if backoff is not None and not (_is_number(backoff) and 0 <= backoff < math.inf):
+    # Seconds end up as floats (asyncio's clock, the SDK's httpx timeout): an int too large for
+    # one (10**400) is refused here, where it would otherwise raise OverflowError mid-call.
+    if backoff is not None and not (_is_number(backoff) and 0 <= backoff <= _FLOAT_MAX):
         _fail(f"backoff must be a finite number of seconds >= 0, got {_show(backoff)}")
-    if timeout is not None and not (_is_number(timeout) and 0 < timeout < math.inf):
+    if timeout is not None and not (_is_number(timeout) and 0 < timeout <= _FLOAT_MAX):
         _fail(f"timeout must be a finite, positive number of seconds, got {_show(timeout)}")
     if api is not None and api not in APIS:
         _fail(f"api must be 'chat' or 'responses', got {_show(api)}")
