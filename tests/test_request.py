@@ -402,7 +402,7 @@ async def test_a_misspelt_call_option_is_refused_not_sent(server, typo, meant):
 
 
 def test_no_api_parameter_is_mistaken_for_a_call_option():
-    from llm_client.request import _CHECKS, _near_miss
+    from llm_client.request.params import _CHECKS, _near_miss
 
     for checks in _CHECKS.values():
         for name in checks:

@@ -1,4 +1,5 @@
-"""A client that is never closed releases its HTTP session quietly (issue 7, part 4).
+"""llm_client.transport: a client that is never closed releases its HTTP session quietly
+(issue 7, part 4).
 
 The SDK's aiohttp client opens an ``aiohttp.ClientSession`` on the first request; before the
 fix, a client that was never closed left it to the garbage collector, and aiohttp printed
