@@ -522,7 +522,11 @@ class Transport:
                         if delta.content:
                             texts.append(delta.content)
                             yield LLMEvent("text_delta", {"text": delta.content})
+                        refusal = getattr(delta, "refusal", None)
+                        if refusal:
+                            yield LLMEvent("refusal_delta", {"text": refusal})
                         for tc in delta.tool_calls or ():
+                            first = tc.index not in tools
                             slot = tools.setdefault(
                                 tc.index, {"id": None, "name": None, "arguments": ""}
                             )
@@ -533,13 +537,15 @@ class Transport:
                                 slot["name"] = fn.name
                             if fn is not None and fn.arguments:
                                 slot["arguments"] += fn.arguments
+                            # OpenAI sends the id and name on a call's first chunk only; every
+                            # event carries the id, the first one the name (docs/streaming.md)
                             yield LLMEvent(
                                 "tool_call_delta",
                                 {
                                     "index": tc.index,
-                                    "id": tc.id,
-                                    "name": fn.name if fn else None,
-                                    "arguments": fn.arguments if fn else None,
+                                    "id": slot["id"],
+                                    "name": slot["name"] if first else None,
+                                    "arguments": (fn.arguments if fn else None) or "",
                                 },
                             )
                         if choice.finish_reason:
@@ -618,6 +624,8 @@ class Transport:
         """As :meth:`_chat_events`, for the Responses API's typed events."""
         headers = _kept_headers(stream.response.headers)
         texts: list[str] = []
+        #: output_index -> [tool index, call_id, name not yet sent] of each function call
+        calls: dict[int, list[Any]] = {}
         final: Mapping[str, Any] | None = None
         failure: LLMClientError | None = None
         usage: Usage | None = None
@@ -633,14 +641,33 @@ class Transport:
                     if kind == "response.output_text.delta":
                         texts.append(event.delta)
                         yield LLMEvent("text_delta", {"text": event.delta})
+                    elif kind == "response.output_item.added":
+                        # a function call's name and call_id come only here (the argument
+                        # deltas carry the item id fc_...): see openai-python's
+                        # types/responses/response_output_item_added_event.py
+                        item = event.item
+                        if getattr(item, "type", None) == "function_call":
+                            calls[event.output_index] = [len(calls), item.call_id, item.name]
                     elif kind == "response.function_call_arguments.delta":
+                        slot = calls.get(event.output_index)
+                        if slot is None:  # no output_item.added seen: fall back to the item id
+                            slot = calls[event.output_index] = [len(calls), event.item_id, None]
+                        name, slot[2] = slot[2], None  # the name goes on the first delta only
                         yield LLMEvent(
                             "tool_call_delta",
                             {
-                                "index": event.output_index,
-                                "id": event.item_id,
+                                "index": slot[0],
+                                "id": slot[1],
+                                "name": name,
                                 "arguments": event.delta,
                             },
+                        )
+                    elif kind == "response.refusal.delta":
+                        yield LLMEvent("refusal_delta", {"text": event.delta})
+                    elif kind == "response.reasoning_summary_text.delta":
+                        yield LLMEvent(
+                            "reasoning_delta",
+                            {"text": event.delta, "index": event.summary_index},
                         )
                     elif kind in ("response.completed", "response.incomplete"):
                         final = event.response.model_dump(mode="json")
