@@ -19,9 +19,9 @@ Figures:
 - time to first event: one stream at a time, from the call to the first piece of answer text
   (a chunk with ``delta.content`` / a ``text_delta`` event); median and p90 over
   ``--ttfe-calls`` calls. Target: at most 1 ms added.
-- events per second: ``--streams`` streams with long answers (a JSON-schema answer of about
-  100 text deltas each), ``--concurrency`` at a time; answer-text events received per second of
-  wall time (best round). Target: >= 0.9x the raw SDK.
+- events per second: ``--streams`` streams with long answers (a scripted 600-word answer,
+  about 200 text deltas each), ``--concurrency`` at a time; answer-text events received per
+  second of wall time (best round). Target: >= 0.9x the raw SDK.
 
 Every prompt differs, so the cache never answers.
 """
@@ -38,20 +38,12 @@ from typing import Any
 import openai
 
 from llm_client import GPT5Nano, OpenAIClient
+from llm_client.testing import ToolScript
 from llm_client.testing.subprocess_server import spawn_server
 
-#: A schema whose example answer is long: the fake server sends it in ~100 text deltas.
-SCHEMA = {
-    "type": "object",
-    "properties": {f"field_{i:02d}": {"type": "string"} for i in range(40)},
-    "required": [f"field_{i:02d}" for i in range(40)],
-}
-LONG = {
-    "response_format": {
-        "type": "json_schema",
-        "json_schema": {"name": "bench", "schema": SCHEMA},
-    }
-}
+#: A long answer (a scripted final text of 600 words): the fake server sends ~200 text deltas.
+STORY = " ".join(f"word{i}" for i in range(600))
+LONG_DIRECTIVE = ToolScript((), STORY).directive()
 
 Reader = Callable[[list[dict[str, str]], dict[str, Any]], AsyncIterator[None]]
 
@@ -103,8 +95,8 @@ async def events_per_second(read: Reader, tag: str, streams: int, conc: int) -> 
     async def one(i: int) -> None:
         nonlocal count
         async with sem:
-            messages = [{"role": "user", "content": f"eps {tag} {i} {time.time_ns()}"}]
-            async for _ in read(messages, LONG):
+            text = f"eps {tag} {i} {time.time_ns()} {LONG_DIRECTIVE}"
+            async for _ in read([{"role": "user", "content": text}], {}):
                 count += 1
 
     start = time.perf_counter()
