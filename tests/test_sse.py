@@ -176,8 +176,15 @@ async def test_disconnect_closes_the_upstream_call(server):
             if record.closed is not None:
                 break
             await asyncio.sleep(0.01)
+        for _ in range(400):
+            if client.stats()["limiter"]["in_flight"] == 0:
+                break
+            await asyncio.sleep(0.01)
     assert record.outcome == "client_closed"
     assert record.events_sent < record.events_total
+    # the limiter settled the abandoned call: no slot held, the estimate of what it used stays
+    assert client.stats()["limiter"]["in_flight"] == 0
+    assert client.stats()["totals"]["requests"] == 1
 
 
 # --- resume -----------------------------------------------------------------------------------
