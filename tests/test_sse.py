@@ -283,3 +283,50 @@ async def test_starlette_response(server):
         assert source.response.headers["x-accel-buffering"] == "no"
         events = [e async for e in source.aiter_sse()]
     assert text_of(events) == server.expected_text(PROMPT)
+
+
+# --- the memory buffer ------------------------------------------------------------------------
+
+
+async def test_memory_buffer_bounds_and_expiry():
+    now = [0.0]
+    buf = MemoryEventBuffer(ttl=10, max_events=3, max_streams=2, clock=lambda: now[0])
+    assert await buf.claim("a") and not await buf.claim("a")
+    await buf.append("a", [ev(i) for i in range(1, 6)])
+    events, finished = await buf.read("a", 0, 0.01)
+    assert [e.seq for e in events] == [3, 4, 5] and not finished  # only the last max_events
+    assert await buf.claim("b") and await buf.claim("c")  # "a", the oldest, made room
+    assert await buf.read("a", 0, 0.01) is None
+    await buf.finish("b")
+    assert await buf.read("b", 0, 0.01) == ([], True)
+    now[0] += 11
+    assert await buf.read("b", 0, 0.01) is None  # expired
+    for bad in ({"ttl": 0}, {"max_events": -1}, {"max_streams": True}):
+        with pytest.raises(ValueError):
+            MemoryEventBuffer(**bad)
+
+
+async def test_memory_buffer_wakes_a_waiting_reader():
+    buf = MemoryEventBuffer()
+    await buf.claim("k")
+    reader = asyncio.create_task(buf.read("k", 0, 10))
+    await asyncio.sleep(0.01)
+    await buf.append("k", [ev(1)])
+    assert await asyncio.wait_for(reader, 5) == ([ev(1)], False)
+
+
+async def test_bad_sse_arguments_raise_before_anything_is_sent(server):
+    client = make_client(server)
+    with pytest.raises(ValueError, match="heartbeat"):
+        client.stream_sse("hi", heartbeat=0)
+    with pytest.raises(ValueError, match="retry"):
+        client.stream_sse("hi", retry=-5)
+    with pytest.raises(TypeError, match="buffer"):
+        client.stream_sse("hi", identifier="x", buffer=object())
+    assert server.count() == 0
+
+
+def ev(seq: int):
+    from llm_client.streaming import BufferedEvent
+
+    return BufferedEvent(seq, seq, "text_delta", "{}")

@@ -210,10 +210,11 @@ async def _produce(store: EventBuffer, key: str, events: AsyncIterator[LLMEvent]
             if event.type == "text_delta":
                 offset += len(event.data.get("text", ""))
             await store.append(key, [BufferedEvent(seq, offset, event.type, event_json(event))])
-    except Exception as exc:  # the buffer failed: readers get an error event, the call ends
-        log.warning("resumable stream %s: buffer failed: %s", key, exc)
+    except Exception as exc:  # the stream raised or the buffer failed: readers get an error
+        status = getattr(exc, "status", 500)
+        log.warning("resumable stream %s failed: %s: %s", key, type(exc).__name__, exc)
         seq += 1
-        data = json.dumps({"status": 500, "error": f"the event buffer failed: {exc}"})
+        data = json.dumps({"status": status if isinstance(status, int) else 500, "error": str(exc)})
         with contextlib.suppress(Exception):
             await store.append(key, [BufferedEvent(seq, offset, "error", data)])
     finally:
