@@ -137,7 +137,9 @@ async def test_frames_parse_back_to_the_stream(server):
     assert text_of(events) == server.expected_text(PROMPT)
     seqs = [parse_last_event_id(e.id)[0] for e in events]
     assert seqs == list(range(1, len(events) + 1))  # increasing ids
-    assert json.loads(events[-1].data)["output"] == server.expected_text(PROMPT)
+    done = json.loads(events[-1].data)
+    assert done["output"] == server.expected_text(PROMPT)
+    assert "params" not in done  # the request (system prompt, tools) stays on the server
 
 
 async def test_multiline_text_survives_the_parser(server):

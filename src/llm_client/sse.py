@@ -162,6 +162,18 @@ def stream_sse(
     return _resumable(store, "sse:" + identifier, start, after, heartbeat, retry)
 
 
+def _browser_json(event: LLMEvent) -> str:
+    """The event's data for a browser: a ``done`` event without the request's ``params`` (the
+    system prompt and tools are the server's business; the page has its own prompt)."""
+    if event.type == "done" and "params" in event.data:
+        return json.dumps(
+            {k: v for k, v in event.data.items() if k != "params"},
+            separators=(",", ":"),
+            default=str,
+        )
+    return event_json(event)
+
+
 def _frame(event: BufferedEvent) -> str:
     return sse_frame(event.data, event=event.type, id=event.id)
 
@@ -192,7 +204,7 @@ async def _direct(
             seq += 1
             if event.type == "text_delta":
                 offset += len(event.data.get("text", ""))
-            yield _frame(BufferedEvent(seq, offset, event.type, event_json(event)))
+            yield _frame(BufferedEvent(seq, offset, event.type, _browser_json(event)))
     finally:
         if pending is not None and not pending.done():
             pending.cancel()
@@ -209,7 +221,7 @@ async def _produce(store: EventBuffer, key: str, events: AsyncIterator[LLMEvent]
             seq += 1
             if event.type == "text_delta":
                 offset += len(event.data.get("text", ""))
-            await store.append(key, [BufferedEvent(seq, offset, event.type, event_json(event))])
+            await store.append(key, [BufferedEvent(seq, offset, event.type, _browser_json(event))])
     except Exception as exc:  # the stream raised or the buffer failed: readers get an error
         status = getattr(exc, "status", 500)
         log.warning("resumable stream %s failed: %s: %s", key, type(exc).__name__, exc)
@@ -295,7 +307,7 @@ async def _from_cache(events: AsyncIterator[LLMEvent], seq: int, offset: int) ->
                 text = text[max(0, offset - start) :]
                 event = LLMEvent("text_delta", {**event.data, "text": text})
             seq += 1
-            yield _frame(BufferedEvent(seq, max(offset, sent), event.type, event_json(event)))
+            yield _frame(BufferedEvent(seq, max(offset, sent), event.type, _browser_json(event)))
     finally:
         await aclose(events)
 
