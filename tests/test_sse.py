@@ -332,3 +332,35 @@ def ev(seq: int):
     from llm_client.streaming import BufferedEvent
 
     return BufferedEvent(seq, seq, "text_delta", "{}")
+
+
+async def test_resumable_stream_closes_upstream_when_every_reader_left(server):
+    """With ``linger``, a resumable stream nobody reads any more closes its call (the limiter
+    settles it as an abandoned stream); a late reconnect gets what came and a 499 error."""
+    server.drip_next(interval=0.2)
+    client = make_client(server, rate_limit_backend="local")
+    ident = uuid.uuid4().hex
+    async with App(client, buffer=MemoryEventBuffer(), linger=0.2) as app:
+        url = f"{app.url}?prompt={PROMPT}&id={ident}"
+        first = await read_sse(url, stop_after=2)
+        (record,) = server.answers
+        for _ in range(500):
+            if record.closed is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert record.outcome == "client_closed"
+        rest = await read_sse(url, last_event_id=first[-1].id)
+    assert rest[-1].event == "error" and json.loads(rest[-1].data)["status"] == 499
+    assert server.count("chat") == 1
+    for _ in range(200):
+        if client.stats()["limiter"]["in_flight"] == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert client.stats()["limiter"]["in_flight"] == 0
+
+
+async def test_bad_linger_is_refused(server):
+    client = make_client(server)
+    for bad in (0, -1, "soon", True, float("nan")):
+        with pytest.raises(ValueError, match="linger"):
+            client.stream_sse("hi", identifier="x", linger=bad)

@@ -381,6 +381,7 @@ class OpenAIClient:
         heartbeat: float | None = 15.0,
         retry: int | None = None,
         buffer: Any = None,
+        linger: float | str | None = "auto",
         **kwargs: Any,
     ) -> AsyncIterator[str]:
         """:meth:`stream` as Server-Sent Events frames for a web response, resumable with
@@ -396,6 +397,7 @@ class OpenAIClient:
             heartbeat=heartbeat,
             retry=retry,
             buffer=buffer,
+            linger=linger,
             **kwargs,
         )
 

@@ -12,8 +12,8 @@ where the browser was.
 :func:`aiohttp_response` and :func:`starlette_response` wrap the frames in a streaming
 response with the headers SSE needs. When the HTTP client goes away, the frames are closed, so
 a non-resumable stream closes its upstream call at once (and the rate limiter settles what the
-call used). A resumable stream runs to its end in the background, so that a reconnect finds it:
-its events are what the buffer is for.
+call used). A resumable stream goes on in the background so that a reconnect finds it, until no
+reader has been there for ``linger`` seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,11 @@ _default_buffer: MemoryEventBuffer | None = None
 _named_buffers: dict[str, EventBuffer] = {}
 #: Producers of resumable streams, kept referenced while they run.
 _producers: set[asyncio.Task[None]] = set()
+#: Default seconds a resumable stream on the memory buffer runs on with no reader.
+DEFAULT_LINGER = 60.0
+#: Readers of each resumable stream in this process, and when the last one left.
+_readers: dict[str, int] = {}
+_left_at: dict[str, float] = {}
 
 
 def default_event_buffer() -> MemoryEventBuffer:
@@ -131,6 +137,7 @@ def stream_sse(
     heartbeat: float | None = DEFAULT_HEARTBEAT,
     retry: int | None = None,
     buffer: EventBuffer | str | None = None,
+    linger: float | str | None = "auto",
     **kwargs: Any,
 ) -> AsyncIterator[str]:
     """``client.stream(messages, **kwargs)`` as SSE frames (strings to write as UTF-8).
@@ -143,10 +150,28 @@ def stream_sse(
     :param retry: the browser's reconnection delay in milliseconds, sent first.
     :param buffer: an :class:`EventBuffer`, or the name of a registered one (``"memory"``,
         ``"redis"`` with the Redis plugin); default: this process's memory buffer.
+    :param linger: seconds a resumable stream goes on with no reader in this process before
+        its upstream call is closed (then a reconnect gets the events so far and an ``error``
+        event, 499). ``None``: always run to the end (needed when readers may reconnect to
+        another process, e.g. with the Redis buffer). ``"auto"`` (default): 60 s with the
+        memory buffer, ``None`` with any other.
 
     Bad arguments raise here, before anything is sent.
     """
     _check(heartbeat, retry)
+    if (
+        linger != "auto"
+        and linger is not None
+        and (
+            isinstance(linger, (bool, str))
+            or not isinstance(linger, (int, float))
+            or not math.isfinite(linger)
+            or linger <= 0
+        )
+    ):
+        raise ValueError(
+            f"linger must be a positive number of seconds, None or 'auto', got {linger!r}"
+        )
     after = parse_last_event_id(last_event_id)
     if identifier is None:
         events = client.stream(messages, **kwargs)
@@ -154,12 +179,15 @@ def stream_sse(
     if not isinstance(identifier, str) or not identifier:
         raise ValueError(f"identifier must be a non-empty string, got {identifier!r}")
     store = _resolve_buffer(buffer, client)
+    if linger == "auto":
+        linger = DEFAULT_LINGER if isinstance(store, MemoryEventBuffer) else None
+    assert not isinstance(linger, str)
 
     def start() -> AsyncIterator[LLMEvent]:
         return client.stream(messages, identifier=identifier, **kwargs)
 
     start()  # check the request now (it is sent only when iterated; this one never is)
-    return _resumable(store, "sse:" + identifier, start, after, heartbeat, retry)
+    return _resumable(store, "sse:" + identifier, start, after, heartbeat, retry, linger)
 
 
 def _browser_json(event: LLMEvent) -> str:
@@ -213,8 +241,29 @@ async def _direct(
         await aclose(events)
 
 
-async def _produce(store: EventBuffer, key: str, events: AsyncIterator[LLMEvent]) -> None:
-    """Run one resumable stream to its end into ``store``."""
+async def _produce(
+    store: EventBuffer, key: str, events: AsyncIterator[LLMEvent], linger: float | None
+) -> None:
+    """Run one resumable stream to its end into ``store``; with ``linger``, close it once no
+    reader in this process has been there for that long."""
+    pump = asyncio.ensure_future(_pump(store, key, events))
+    if linger is None:
+        await pump
+        return
+    since = time.monotonic()
+    while not pump.done():
+        await asyncio.wait((pump,), timeout=min(1.0, linger / 4))
+        if pump.done() or _readers.get(key, 0) > 0:
+            continue
+        if time.monotonic() - max(since, _left_at.get(key, since)) >= linger:
+            log.info("resumable stream %s: no reader for %gs, closing it", key, linger)
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+    _left_at.pop(key, None)
+
+
+async def _pump(store: EventBuffer, key: str, events: AsyncIterator[LLMEvent]) -> None:
     seq = offset = 0
     try:
         async for event in events:
@@ -222,13 +271,17 @@ async def _produce(store: EventBuffer, key: str, events: AsyncIterator[LLMEvent]
             if event.type == "text_delta":
                 offset += len(event.data.get("text", ""))
             await store.append(key, [BufferedEvent(seq, offset, event.type, _browser_json(event))])
+    except asyncio.CancelledError:  # every reader left (linger): say so to a late reconnect
+        data = json.dumps({"status": 499, "error": "every reader left: the stream was closed"})
+        with contextlib.suppress(Exception):
+            await store.append(key, [BufferedEvent(seq + 1, offset, "error", data)])
+        raise
     except Exception as exc:  # the stream raised or the buffer failed: readers get an error
         status = getattr(exc, "status", 500)
         log.warning("resumable stream %s failed: %s: %s", key, type(exc).__name__, exc)
-        seq += 1
         data = json.dumps({"status": status if isinstance(status, int) else 500, "error": str(exc)})
         with contextlib.suppress(Exception):
-            await store.append(key, [BufferedEvent(seq, offset, "error", data)])
+            await store.append(key, [BufferedEvent(seq + 1, offset, "error", data)])
     finally:
         await aclose(events)
         try:
@@ -244,6 +297,7 @@ async def _resumable(
     after: tuple[int, int],
     heartbeat: float | None,
     retry: int | None,
+    linger: float | None,
 ) -> AsyncIterator[str]:
     if retry is not None:
         yield sse_frame(retry=retry)
@@ -257,9 +311,29 @@ async def _resumable(
             yield frame
         return
     if claimed:
-        task = asyncio.ensure_future(_produce(store, key, start()))
+        task = asyncio.ensure_future(_produce(store, key, start(), linger))
         _producers.add(task)
         task.add_done_callback(_producers.discard)
+    _readers[key] = _readers.get(key, 0) + 1
+    try:
+        async for frame in _follow(store, key, start, seq, offset, heartbeat):
+            yield frame
+    finally:
+        _readers[key] -= 1
+        if not _readers[key]:
+            del _readers[key]
+            _left_at[key] = time.monotonic()
+
+
+async def _follow(
+    store: EventBuffer,
+    key: str,
+    start: Any,
+    seq: int,
+    offset: int,
+    heartbeat: float | None,
+) -> AsyncIterator[str]:
+    """The buffered events after ``seq``, as they come, with heartbeats."""
     wait = heartbeat if heartbeat is not None else 3600.0
     while True:
         try:
