@@ -74,6 +74,8 @@ DEFAULT_LINGER = 60.0
 #: Readers of each resumable stream in this process, and when the last one left.
 _readers: dict[str, int] = {}
 _left_at: dict[str, float] = {}
+#: Keys of the resumable streams this process is producing.
+_producing: set[str] = set()
 
 
 def default_event_buffer() -> MemoryEventBuffer:
@@ -247,20 +249,24 @@ async def _produce(
     """Run one resumable stream to its end into ``store``; with ``linger``, close it once no
     reader in this process has been there for that long."""
     pump = asyncio.ensure_future(_pump(store, key, events))
-    if linger is None:
-        await pump
-        return
-    since = time.monotonic()
-    while not pump.done():
-        await asyncio.wait((pump,), timeout=min(1.0, linger / 4))
-        if pump.done() or _readers.get(key, 0) > 0:
-            continue
-        if time.monotonic() - max(since, _left_at.get(key, since)) >= linger:
-            log.info("resumable stream %s: no reader for %gs, closing it", key, linger)
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
-    _left_at.pop(key, None)
+    _producing.add(key)
+    try:
+        if linger is None:
+            await pump
+            return
+        since = time.monotonic()
+        while not pump.done():
+            await asyncio.wait((pump,), timeout=min(1.0, linger / 4))
+            if pump.done() or _readers.get(key, 0) > 0:
+                continue
+            if time.monotonic() - max(since, _left_at.get(key, since)) >= linger:
+                log.info("resumable stream %s: no reader for %gs, closing it", key, linger)
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+    finally:
+        _producing.discard(key)
+        _left_at.pop(key, None)
 
 
 async def _pump(store: EventBuffer, key: str, events: AsyncIterator[LLMEvent]) -> None:
@@ -322,7 +328,8 @@ async def _resumable(
         _readers[key] -= 1
         if not _readers[key]:
             del _readers[key]
-            _left_at[key] = time.monotonic()
+            if key in _producing:  # only a producer here looks at it (and removes it)
+                _left_at[key] = time.monotonic()
 
 
 async def _follow(
