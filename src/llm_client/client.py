@@ -35,7 +35,7 @@ from .models import ModelProfile, TextEmbedding3Small, warn_if_retiring
 from .pipeline import Call, Next, Operation, Pipeline
 from .request import Api, CallOptions, build_call
 from .result import LLMResult
-from .streaming import LLMEvent, to_sse
+from .streaming import LLMEvent
 
 if TYPE_CHECKING:
     from .batch import BatchSummary
@@ -300,14 +300,34 @@ class OpenAIClient:
         finally:  # the consumer stopped (or the stream ended): close everything below now
             await aclose(reply)
 
-    async def stream_sse(self, messages: Any = None, **kwargs: Any) -> AsyncIterator[str]:
-        """:meth:`stream` encoded as Server-Sent Events frames for a web response."""
-        events = self.stream(messages, **kwargs)
-        try:
-            async for event in events:
-                yield to_sse(event)
-        finally:  # the web client went away: close the stream below at once
-            await aclose(events)
+    def stream_sse(
+        self,
+        messages: Any = None,
+        *,
+        identifier: str | None = None,
+        last_event_id: str | None = None,
+        heartbeat: float | None = 15.0,
+        retry: int | None = None,
+        buffer: Any = None,
+        linger: float | str | None = "auto",
+        **kwargs: Any,
+    ) -> AsyncIterator[str]:
+        """:meth:`stream` as Server-Sent Events frames for a web response, resumable with
+        ``Last-Event-ID`` when an ``identifier`` is given (see :func:`llm_client.sse.stream_sse`
+        and docs/streaming.md)."""
+        from .sse import stream_sse
+
+        return stream_sse(
+            self,
+            messages,
+            identifier=identifier,
+            last_event_id=last_event_id,
+            heartbeat=heartbeat,
+            retry=retry,
+            buffer=buffer,
+            linger=linger,
+            **kwargs,
+        )
 
     # --- sinks -----------------------------------------------------------------------------------
 

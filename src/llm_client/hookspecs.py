@@ -84,3 +84,14 @@ def register_middleware(register: Callable[..., None]) -> None:
         ``before``/``after`` name the built-in step to anchor to (default: just before
         ``"transport"``, i.e. innermost). Users can ``remove(name)`` it from a pipeline.
     """
+
+
+@hookspec
+def register_event_buffers(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register event buffers for resumable SSE streams by name
+    (``client.stream_sse(..., buffer="redis")``).
+
+    :param register: call ``register(name, factory)``; ``factory(**options)`` returns a
+        :class:`~llm_client.streaming.EventBuffer`. Options come from the environment
+        (``REDIS_URL`` ...) when the buffer is built by name; accept and ignore the rest.
+    """

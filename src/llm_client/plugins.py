@@ -26,6 +26,7 @@ __all__ = [
     "Registration",
     "Registry",
     "cache_backend",
+    "event_buffer",
     "get_plugin_manager",
     "get_registry",
     "lookup",
@@ -66,6 +67,7 @@ class Registry:
     sinks: dict[str, Registration] = field(default_factory=dict)
     tools: dict[str, Registration] = field(default_factory=dict)
     middleware: dict[str, Registration] = field(default_factory=dict)
+    event_buffers: dict[str, Registration] = field(default_factory=dict)
 
 
 def new_plugin_manager(*, autoload: bool | None = None) -> pluggy.PluginManager:
@@ -149,6 +151,7 @@ def get_registry(pm: pluggy.PluginManager | None = None) -> Registry:
     _collect(pm, "register_sinks", reg.sinks, "sink")
     _collect(pm, "register_tools", reg.tools, "tool")
     _collect(pm, "register_middleware", reg.middleware, "middleware")
+    _collect(pm, "register_event_buffers", reg.event_buffers, "event buffer")
     with _lock:
         _registries[id(pm)] = (pm, reg)
     return reg
@@ -199,3 +202,13 @@ def registered_tool(name: str, /, *, plugin_manager: pluggy.PluginManager | None
     """The tool (a :class:`~llm_client.agent.Tool` or a function) a plugin registered as
     ``name`` through the ``register_tools`` hook."""
     return lookup(get_registry(plugin_manager).tools, "tool", name).factory
+
+
+def event_buffer(
+    name: str, /, *, plugin_manager: pluggy.PluginManager | None = None, **options: Any
+) -> Any:
+    """Build the event buffer (for resumable SSE streams) registered as ``name``."""
+    reg = lookup(get_registry(plugin_manager).event_buffers, "event buffer", name)
+    factory: Callable[..., Any] = reg.factory
+    check_factory_options("event buffer", name, factory, options)
+    return factory(**options)

@@ -540,8 +540,28 @@ class Transport:
     async def _chat_stream(self, call: Call, options: dict[str, Any]) -> AsyncIterator[LLMEvent]:
         params = dict(call.params)
         params["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
-        stream = await self.sdk.chat.completions.create(**params, stream=True, **options)
+        stream = await self._post_stream("/chat/completions", params, options)
         return _SDKEvents(self._chat_events(call, stream), stream)
+
+    async def _post_stream(
+        self, path: str, params: Mapping[str, Any], options: dict[str, Any]
+    ) -> Any:
+        """POST a streamed request through the SDK and get its ``AsyncStream`` of plain dicts.
+
+        As :meth:`_post_json` does for unary calls: ``cast_to=object`` makes the SDK hand over
+        each chunk's JSON as parsed, skipping the pydantic model it would build per chunk (most
+        of the client's CPU time on a stream). The SDK still decodes the SSE, raises
+        ``APIError`` for an error chunk and maps timeouts and broken connections.
+        """
+        post: Any = self.sdk.post
+        return await post(
+            path,
+            body={**params, "stream": True},
+            cast_to=object,
+            options={"headers": options["extra_headers"], **_timeout_option(options)},
+            stream=True,
+            stream_cls=openai.AsyncStream[object],
+        )
 
     async def _chat_events(self, call: Call, stream: Any) -> AsyncIterator[LLMEvent]:
         """Read the SDK's chunks into our events; the HTTP response is closed as soon as this
@@ -560,36 +580,48 @@ class Transport:
                         chunk = await stream.__anext__()
                     except StopAsyncIteration:
                         break
-                    response_id = response_id or chunk.id
-                    if chunk.usage is not None:
-                        usage = parse_usage(chunk.usage, call.profile)
-                    for choice in chunk.choices:
-                        delta = choice.delta
-                        if delta.content:
-                            texts.append(delta.content)
-                            yield LLMEvent("text_delta", {"text": delta.content})
-                        for tc in delta.tool_calls or ():
+                    if not isinstance(chunk, dict):
+                        raise ResponseDecodeError(
+                            "the API sent a stream chunk that is not an object"
+                        )
+                    response_id = response_id or chunk.get("id")
+                    if chunk.get("usage") is not None:
+                        usage = parse_usage(chunk["usage"], call.profile)
+                    for choice in chunk.get("choices") or ():
+                        delta = choice.get("delta") or {}
+                        content = delta.get("content")
+                        if content:
+                            texts.append(content)
+                            yield LLMEvent("text_delta", {"text": content})
+                        refusal = delta.get("refusal")
+                        if refusal:
+                            yield LLMEvent("refusal_delta", {"text": refusal})
+                        for tc in delta.get("tool_calls") or ():
+                            index = tc.get("index", 0)
+                            first = index not in tools
                             slot = tools.setdefault(
-                                tc.index, {"id": None, "name": None, "arguments": ""}
+                                index, {"id": None, "name": None, "arguments": ""}
                             )
-                            fn = tc.function
-                            if tc.id:
-                                slot["id"] = tc.id
-                            if fn is not None and fn.name:
-                                slot["name"] = fn.name
-                            if fn is not None and fn.arguments:
-                                slot["arguments"] += fn.arguments
+                            fn = tc.get("function") or {}
+                            if tc.get("id"):
+                                slot["id"] = tc["id"]
+                            if fn.get("name"):
+                                slot["name"] = fn["name"]
+                            arguments = fn.get("arguments") or ""
+                            slot["arguments"] += arguments
+                            # OpenAI sends the id and name on a call's first chunk only; every
+                            # event carries the id, the first one the name (docs/streaming.md)
                             yield LLMEvent(
                                 "tool_call_delta",
                                 {
-                                    "index": tc.index,
-                                    "id": tc.id,
-                                    "name": fn.name if fn else None,
-                                    "arguments": fn.arguments if fn else None,
+                                    "index": index,
+                                    "id": slot["id"],
+                                    "name": slot["name"] if first else None,
+                                    "arguments": arguments,
                                 },
                             )
-                        if choice.finish_reason:
-                            finish = choice.finish_reason
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
             except (openai.OpenAIError, json.JSONDecodeError) as exc:
                 err = self._mid_stream_error(call, exc)
                 async for event in self._stream_failed(call, err, usage, texts, headers):
@@ -657,13 +689,15 @@ class Transport:
     async def _responses_stream(
         self, call: Call, options: dict[str, Any]
     ) -> AsyncIterator[LLMEvent]:
-        stream = await self.sdk.responses.create(**call.params, stream=True, **options)
+        stream = await self._post_stream("/responses", call.params, options)
         return _SDKEvents(self._responses_events(call, stream), stream)
 
     async def _responses_events(self, call: Call, stream: Any) -> AsyncIterator[LLMEvent]:
         """As :meth:`_chat_events`, for the Responses API's typed events."""
         headers = _kept_headers(stream.response.headers)
         texts: list[str] = []
+        #: output_index -> [tool index, call_id, name not yet sent] of each function call
+        calls: dict[int, list[Any]] = {}
         final: Mapping[str, Any] | None = None
         failure: LLMClientError | None = None
         usage: Usage | None = None
@@ -675,24 +709,52 @@ class Transport:
                         event = await stream.__anext__()
                     except StopAsyncIteration:
                         break
-                    kind = getattr(event, "type", "")
+                    if not isinstance(event, dict):
+                        raise ResponseDecodeError(
+                            "the API sent a stream event that is not an object"
+                        )
+                    kind = event.get("type", "")
                     if kind == "response.output_text.delta":
-                        texts.append(event.delta)
-                        yield LLMEvent("text_delta", {"text": event.delta})
+                        texts.append(event["delta"])
+                        yield LLMEvent("text_delta", {"text": event["delta"]})
+                    elif kind == "response.output_item.added":
+                        # a function call's name and call_id come only here (the argument
+                        # deltas carry the item id fc_...): see openai-python's
+                        # types/responses/response_output_item_added_event.py
+                        item = event.get("item") or {}
+                        if item.get("type") == "function_call":
+                            calls[event["output_index"]] = [
+                                len(calls),
+                                item.get("call_id") or item.get("id"),
+                                item.get("name"),
+                            ]
                     elif kind == "response.function_call_arguments.delta":
+                        position = event.get("output_index", 0)
+                        slot = calls.get(position)
+                        if slot is None:  # no output_item.added seen: fall back to the item id
+                            slot = calls[position] = [len(calls), event.get("item_id"), None]
+                        name, slot[2] = slot[2], None  # the name goes on the first delta only
                         yield LLMEvent(
                             "tool_call_delta",
                             {
-                                "index": event.output_index,
-                                "id": event.item_id,
-                                "arguments": event.delta,
+                                "index": slot[0],
+                                "id": slot[1],
+                                "name": name,
+                                "arguments": event.get("delta", ""),
                             },
                         )
+                    elif kind == "response.refusal.delta":
+                        yield LLMEvent("refusal_delta", {"text": event["delta"]})
+                    elif kind == "response.reasoning_summary_text.delta":
+                        yield LLMEvent(
+                            "reasoning_delta",
+                            {"text": event["delta"], "index": event.get("summary_index", 0)},
+                        )
                     elif kind in ("response.completed", "response.incomplete"):
-                        final = event.response.model_dump(mode="json")
+                        final = event.get("response") or {}
                         break
                     elif kind == "response.failed":
-                        body = event.response.model_dump(mode="json")
+                        body = event.get("response") or {}
                         usage = parse_usage(body.get("usage"), call.profile)
                         failure = error_for_status(
                             500,
@@ -704,8 +766,7 @@ class Transport:
                     elif kind == "error":
                         failure = error_for_status(
                             500,
-                            "the API reported an error in the stream:"
-                            f" {getattr(event, 'message', '')}",
+                            f"the API reported an error in the stream: {event.get('message', '')}",
                         )
                         break
             except (openai.OpenAIError, json.JSONDecodeError) as exc:

@@ -429,6 +429,8 @@ class _Answer:
     finish_reason: str  # chat vocabulary: stop | length | tool_calls
     prompt_tokens: int
     visible_tokens: int
+    #: set when the model refuses: the refusal text (then ``text`` is None)
+    refusal: str | None = None
 
 
 class _BadRequest(Exception):
@@ -631,6 +633,8 @@ class FakeOpenAI:
         self.batches = batches_api.BatchesAPI(self)
         #: The tool script for requests that carry none (see tools_script.py).
         self.tool_script: tools_script.ToolScript | None = None
+        #: When set, the model refuses every text answer with this text (see _refused).
+        self.refusal: str | None = None
         self.log_requests = log_requests
         self._requested_port = port
         self._port: int | None = None
@@ -1222,6 +1226,16 @@ class FakeOpenAI:
 
     # -- chat completions ---------------------------------------------------------------------
 
+    def _refused(self, answer: _Answer) -> _Answer:
+        """The answer as a refusal, when :attr:`refusal` is set: OpenAI then sends the text in
+        ``message.refusal`` (Chat) or an ``output_text``-less ``refusal`` content part
+        (Responses), streamed as ``delta.refusal`` / ``response.refusal.delta``."""
+        if self.refusal is None or answer.tool_calls:
+            return answer
+        return dataclasses.replace(
+            answer, text=None, refusal=self.refusal, visible_tokens=count_tokens(self.refusal)
+        )
+
     def _chat_answer(self, body: dict[str, Any]) -> _Answer:
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -1242,17 +1256,19 @@ class FakeOpenAI:
             json_object = response_format.get("type") == "json_object"
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         specs = _tool_specs(body.get("tools"), flat=False)
-        return _plan(
-            _normalize(messages),
-            specs=specs,
-            tool_choice=body.get("tool_choice"),
-            parallel=body.get("parallel_tool_calls", True) is not False,
-            scripted=self._scripted(messages, "chat", body, specs),
-            flat=False,
-            schema=schema,
-            json_object=json_object,
-            stop=body.get("stop"),
-            max_tokens=max_tokens,
+        return self._refused(
+            _plan(
+                _normalize(messages),
+                specs=specs,
+                tool_choice=body.get("tool_choice"),
+                parallel=body.get("parallel_tool_calls", True) is not False,
+                scripted=self._scripted(messages, "chat", body, specs),
+                flat=False,
+                schema=schema,
+                json_object=json_object,
+                stop=body.get("stop"),
+                max_tokens=max_tokens,
+            )
         )
 
     def _scripted(
@@ -1315,7 +1331,7 @@ class FakeOpenAI:
             message: dict[str, Any] = {
                 "role": "assistant",
                 "content": answer.text,
-                "refusal": None,
+                "refusal": answer.refusal,
                 "annotations": [],
             }
             if answer.tool_calls:
@@ -1397,6 +1413,9 @@ class FakeOpenAI:
                     events.append(
                         chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
                     )
+        elif answer.refusal is not None:
+            events = [chunk({"role": "assistant", "content": None, "refusal": ""})]
+            events.extend(chunk({"refusal": piece}) for piece in _pieces(answer.refusal))
         else:
             events = [chunk({"role": "assistant", "content": "", "refusal": None})]
             events.extend(chunk({"content": piece}) for piece in _pieces(answer.text or ""))
@@ -1435,17 +1454,19 @@ class FakeOpenAI:
                 schema = fmt.get("schema", {})
             json_object = fmt.get("type") == "json_object"
         specs = _tool_specs(body.get("tools"), flat=True)
-        return _plan(
-            _normalize(conversation, instructions if isinstance(instructions, str) else None),
-            specs=specs,
-            tool_choice=body.get("tool_choice"),
-            parallel=body.get("parallel_tool_calls", True) is not False,
-            scripted=self._scripted(conversation, "responses", body, specs),
-            flat=True,
-            schema=schema,
-            json_object=json_object,
-            stop=None,
-            max_tokens=body.get("max_output_tokens"),
+        return self._refused(
+            _plan(
+                _normalize(conversation, instructions if isinstance(instructions, str) else None),
+                specs=specs,
+                tool_choice=body.get("tool_choice"),
+                parallel=body.get("parallel_tool_calls", True) is not False,
+                scripted=self._scripted(conversation, "responses", body, specs),
+                flat=True,
+                schema=schema,
+                json_object=json_object,
+                stop=None,
+                max_tokens=body.get("max_output_tokens"),
+            )
         )
 
     def _responses_usage(self, answer: _Answer) -> dict[str, Any]:
@@ -1502,6 +1523,23 @@ class FakeOpenAI:
             "metadata": body.get("metadata") or {},
         }
 
+    def _reasoning_items(self, body: dict[str, Any], answer: _Answer) -> list[dict[str, Any]]:
+        """A reasoning item with a summary first, when the request asks for a summary
+        (``reasoning={"summary": "auto" | "concise" | "detailed"}``), as OpenAI's reasoning
+        models send it."""
+        reasoning = body.get("reasoning")
+        if not isinstance(reasoning, dict) or reasoning.get("summary") is None:
+            return []
+        what = "call a tool" if answer.tool_calls else "answer directly"
+        summary = f"**Planning the reply**\n\nThe request is clear; I will {what}."
+        return [
+            {
+                "type": "reasoning",
+                "id": self._new_id("rs_"),
+                "summary": [{"type": "summary_text", "text": summary}],
+            }
+        ]
+
     def _output_items(self, answer: _Answer, item_status: str) -> list[dict[str, Any]]:
         if answer.tool_calls:
             return [
@@ -1521,7 +1559,11 @@ class FakeOpenAI:
                 "id": self._new_id("msg_"),
                 "role": "assistant",
                 "status": item_status,
-                "content": [{"type": "output_text", "text": answer.text or "", "annotations": []}],
+                "content": [
+                    {"type": "refusal", "refusal": answer.refusal}
+                    if answer.refusal is not None
+                    else {"type": "output_text", "text": answer.text or "", "annotations": []}
+                ],
             }
         ]
 
@@ -1546,7 +1588,7 @@ class FakeOpenAI:
         reason = "max_output_tokens" if incomplete else None
         response_id = self._new_id("resp_")
         created = int(time.time())
-        output = self._output_items(answer, status)
+        output = self._reasoning_items(body, answer) + self._output_items(answer, status)
         usage = self._responses_usage(answer)
         if not stream:
             if fault is not None and fault.kind == "response_failed":
@@ -1630,6 +1672,39 @@ class FakeOpenAI:
                         "arguments": item["arguments"],
                     },
                 )
+            elif item["type"] == "reasoning":
+                emit(
+                    "response.output_item.added",
+                    {"output_index": index, "item": {**item, "summary": []}},
+                )
+                for n, summary in enumerate(item["summary"]):
+                    position = {"item_id": item_id, "output_index": index, "summary_index": n}
+                    emit(
+                        "response.reasoning_summary_part.added",
+                        {**position, "part": {**summary, "text": ""}},
+                    )
+                    for piece in _pieces(summary["text"]):
+                        emit("response.reasoning_summary_text.delta", {**position, "delta": piece})
+                    emit(
+                        "response.reasoning_summary_text.done",
+                        {**position, "text": summary["text"]},
+                    )
+                    emit("response.reasoning_summary_part.done", {**position, "part": summary})
+            elif item["content"][0]["type"] == "refusal":
+                part = item["content"][0]
+                emit(
+                    "response.output_item.added",
+                    {
+                        "output_index": index,
+                        "item": {**item, "content": [], "status": "in_progress"},
+                    },
+                )
+                position = {"item_id": item_id, "output_index": index, "content_index": 0}
+                emit("response.content_part.added", {**position, "part": {**part, "refusal": ""}})
+                for piece in _pieces(part["refusal"]):
+                    emit("response.refusal.delta", {**position, "delta": piece})
+                emit("response.refusal.done", {**position, "refusal": part["refusal"]})
+                emit("response.content_part.done", {**position, "part": part})
             else:
                 part = item["content"][0]
                 emit(

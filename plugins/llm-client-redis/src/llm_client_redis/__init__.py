@@ -1,5 +1,5 @@
-"""llm-client plugin: the ``redis`` cache backend, the ``redis`` rate limiter and the ``redis``
-sink.
+"""llm-client plugin: the ``redis`` cache backend, the ``redis`` rate limiter, the ``redis``
+sink and the ``redis`` event buffer for resumable SSE streams.
 
 This module is imported when llm-client discovers plugins, so it stays cheap: the redis
 client library is imported only when a backend is built.
@@ -15,6 +15,7 @@ from llm_client.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from .cache import RedisCache
+    from .events import RedisEventBuffer
     from .rate_limit import RedisLimiter
     from .sink import RedisSink
 
@@ -22,9 +23,11 @@ __all__ = [
     "create_cache",
     "CACHE_OPTIONS",
     "LIMITER_OPTIONS",
+    "create_event_buffer",
     "create_rate_limiter",
     "create_sink",
     "register_cache_backends",
+    "register_event_buffers",
     "register_rate_limiters",
     "register_sinks",
 ]
@@ -105,3 +108,16 @@ def create_sink(**options: Any) -> RedisSink:
 @hookimpl
 def register_sinks(register: Callable[[str, Callable[..., Any]], None]) -> None:
     register("redis", create_sink)
+
+
+@accepts("redis_url", "ttl", "max_events", "prefix", "connect_timeout", "client")
+def create_event_buffer(**options: Any) -> RedisEventBuffer:
+    """Build the ``redis`` event buffer (see :mod:`llm_client_redis.events`)."""
+    from .events import RedisEventBuffer
+
+    return RedisEventBuffer(**options)
+
+
+@hookimpl
+def register_event_buffers(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    register("redis", create_event_buffer)
