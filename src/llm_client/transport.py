@@ -34,6 +34,7 @@ from .exceptions import (
     StreamInterruptedError,
     error_for_status,
 )
+from .headers import parse_retry_after
 from .known_secrets import remember_secret
 from .meter import meter_of
 from .result import LLMResult
@@ -60,27 +61,6 @@ def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
 def _error_message(body: object, fallback: str) -> str:
     if isinstance(body, Mapping):
         inner = body.get("error", body)
@@ -98,7 +78,7 @@ def translate(exc: BaseException) -> LLMClientError:
         err: LLMClientError = error_for_status(
             exc.status_code,
             _error_message(exc.body, exc.message),
-            retry_after=_retry_after(headers),
+            retry_after=parse_retry_after(headers),
         )
         err.headers = _kept_headers(headers)
         return err

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from .. import exceptions
 from ..clock import DEFAULT_CLOCK, Clock
 from ..exceptions import ConfigurationError, LLMClientError, error_for_status
+from ..headers import parse_retry_after
 from ..pipeline import Call, EventStream, Next, Reply
 from ..result import LLMResult
 from ..streaming import LLMEvent
@@ -80,16 +81,8 @@ def _error_of(result: LLMResult) -> LLMClientError:
         err = cls(message or result.error, status=result.status)
     else:
         err = error_for_status(result.status, result.error)
-    err.retry_after = _retry_after(result.headers)
+    err.retry_after = parse_retry_after(result.headers)
     return err
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 class Retry:

@@ -1,17 +1,18 @@
-"""Reading OpenAI's rate-limit headers: ``x-ratelimit-*``, ``retry-after-ms``,
-``retry-after`` (seconds or an HTTP date) and Go durations such as ``"6m0s"``."""
+"""Reading OpenAI's rate-limit headers: ``x-ratelimit-*`` with their Go durations (``"6m0s"``).
+
+``retry-after-ms`` / ``retry-after`` are read by :func:`llm_client.headers.parse_retry_after`,
+which the transport and the retry step share (re-exported here)."""
 
 from __future__ import annotations
 
-import math
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timezone
-from email.utils import parsedate_to_datetime
 
+from ..headers import header_number, lowered, parse_retry_after
 from .checks import DEFAULT_PAUSE_SECONDS, MAX_HEADER_PAUSE_SECONDS
+
+__all__ = ["RateLimitHeaders", "parse_reset_duration", "parse_retry_after"]
 
 # --- headers ----------------------------------------------------------------------------------
 
@@ -29,16 +30,6 @@ _UNIT_SECONDS = {
 }
 
 
-def _number(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def parse_reset_duration(value: str | None) -> float | None:
     """Seconds in an ``x-ratelimit-reset-*`` value, or ``None`` if it says nothing usable.
 
@@ -51,45 +42,12 @@ def parse_reset_duration(value: str | None) -> float | None:
     text = value.strip()
     if not text:
         return None
-    number = _number(text)
+    number = header_number(text)
     if number is not None:
         return number if number >= 0 else None
     if _DURATION.fullmatch(text) is None:
         return None
     return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
-
-
-def _lowered(headers: Mapping[str, str]) -> Mapping[str, str]:
-    """The headers with lower-case names (httpx and aiohttp headers already match any case)."""
-    if all(k == k.lower() for k in headers):
-        return headers
-    return {k.lower(): v for k, v in headers.items()}
-
-
-def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds a response asks us to wait, from ``retry-after-ms`` or ``retry-after``.
-
-    ``retry-after`` may be seconds or an HTTP date (compared with ``now``, epoch seconds;
-    default ``time.time()``). A date in the past gives 0. Missing or unparseable: ``None``.
-    """
-    h = _lowered(headers)
-    ms = _number(h.get("retry-after-ms"))
-    if ms is not None and ms >= 0:
-        return ms / 1000.0
-    raw = h.get("retry-after")
-    if raw is None:
-        return None
-    seconds = _number(raw)
-    if seconds is not None:
-        return seconds if seconds >= 0 else None
-    try:
-        when = parsedate_to_datetime(raw.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 @dataclass(frozen=True)
@@ -111,10 +69,10 @@ class RateLimitHeaders:
     def parse(cls, headers: Mapping[str, str], *, now: float | None = None) -> RateLimitHeaders:
         """Read ``x-ratelimit-{limit,remaining,reset}-{tokens,requests}``, their
         ``-tokens_usage_based`` variants (OpenAI's usage-based token budget) and retry-after."""
-        h = _lowered(headers)
+        h = lowered(headers)
 
         def count(name: str) -> float | None:
-            number = _number(h.get(name))
+            number = header_number(h.get(name))
             return number if number is not None and number >= 0 else None
 
         return cls(
