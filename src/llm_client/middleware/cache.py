@@ -35,7 +35,12 @@ from ..cache import (
     stored_params,
 )
 from ..clock import Clock
-from ..exceptions import ConfigurationError, InvalidRequestError, LLMClientError
+from ..exceptions import (
+    ConfigurationError,
+    InvalidRequestError,
+    LLMClientError,
+    is_transient_status,
+)
 from ..health import BackendGuard, ServiceHealth
 from ..known_secrets import find_secret
 from ..pipeline import Call, Next, Reply
@@ -60,13 +65,11 @@ _FAILED = object()  # what the guard hands back for a failed or skipped operatio
 #: How long :meth:`CacheMiddleware.flush` waits when neither it nor the step has a limit.
 _FLUSH_SECONDS = 10.0
 
-#: Failed results that are never stored, even with ``cache_errors``: they say something about
-#: this moment (timeouts, conflicts, rate limits, server trouble), not about the request.
-_TRANSIENT_CLIENT_ERRORS = frozenset({408, 409, 429})
-
 
 def _deterministic_failure(status: int) -> bool:
-    return 400 <= status < 500 and status not in _TRANSIENT_CLIENT_ERRORS
+    """A failure worth storing with ``cache_errors``: a 4xx about the request itself, not a
+    transient one (:func:`~llm_client.exceptions.is_transient_status`)."""
+    return 400 <= status < 500 and not is_transient_status(status)
 
 
 class CacheMiddleware:

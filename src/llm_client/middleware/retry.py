@@ -16,7 +16,12 @@ from typing import Protocol
 
 from .. import exceptions
 from ..clock import DEFAULT_CLOCK, Clock
-from ..exceptions import ConfigurationError, LLMClientError, error_for_status
+from ..exceptions import (
+    RETRYABLE_STATUSES,
+    ConfigurationError,
+    LLMClientError,
+    error_for_status,
+)
 from ..headers import parse_retry_after
 from ..pipeline import Call, EventStream, Next, Reply
 from ..result import LLMResult
@@ -26,9 +31,8 @@ from ._stream import aclose, replay
 
 __all__ = ["RETRYABLE_STATUSES", "ExponentialBackoff", "Retry", "RetryPolicy"]
 
-#: Statuses worth another attempt (as the SDK's own policy): timeouts, conflicts, rate limits,
-#: server errors. Never 400/401/403/404/422: the same request would fail the same way.
-RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# RETRYABLE_STATUSES is defined in llm_client.exceptions (with is_transient_status) and
+# re-exported here, where it has always been importable from.
 
 
 class RetryPolicy(Protocol):
@@ -64,7 +68,7 @@ class ExponentialBackoff:
         self.rng = rng
 
     def delay(self, attempt: int, error: LLMClientError) -> float | None:
-        if not error.retryable:  # set per class: see RETRYABLE_STATUSES and exceptions.py
+        if not error.retryable:  # per class, agreeing with exceptions.is_transient_status
             return None
         if error.retry_after is not None:
             if error.retry_after > self.max_retry_after:
