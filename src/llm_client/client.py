@@ -216,7 +216,7 @@ class OpenAIClient:
                 exc,
                 params=call.params,
                 operation=call.operation,
-                model=self.profile.model_name,
+                model=call.model,
                 identifier=identifier,
             )
         if not isinstance(reply, LLMResult):  # a custom pipeline answered with a stream
@@ -283,7 +283,7 @@ class OpenAIClient:
                 exc,
                 params=call.params,
                 operation=call.operation,
-                model=self.profile.model_name,
+                model=call.model,
                 identifier=call.cache.identifier,
             )
             yield LLMEvent("error", {"status": result.status, "error": result.error}, result)

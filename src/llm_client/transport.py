@@ -344,7 +344,7 @@ class Transport:
         return LLMResult(
             params=call.params,
             operation=call.operation,
-            model=str(call.params.get("model", call.profile.model_name)),
+            model=call.model,
             **fields,
         )
 
@@ -440,7 +440,7 @@ class Transport:
         return LLMEvent(
             "meta",
             {
-                "model": str(call.params.get("model", call.profile.model_name)),
+                "model": call.model,
                 "operation": call.operation,
                 "cached": False,
             },
@@ -586,7 +586,7 @@ class Transport:
             err,
             params=call.params,
             operation=call.operation,
-            model=str(call.params.get("model", call.profile.model_name)),
+            model=call.model,
         ).replace(output="".join(texts) or None, headers=dict(headers))
         yield LLMEvent("error", {"status": result.status, "error": result.error}, result)
 

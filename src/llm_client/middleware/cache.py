@@ -377,7 +377,7 @@ class CacheMiddleware:
                     exc,
                     params=call.params,
                     operation=call.operation,
-                    model=str(call.params.get("model", call.profile.model_name)),
+                    model=call.model,
                     identifier=ctx.identifier,
                 )
                 if self._storable(ctx, failed):
@@ -449,7 +449,7 @@ class CacheMiddleware:
         return CacheEntry(
             key=ctx.key,
             value=value,
-            model=result.model or str(call.params.get("model", call.profile.model_name)),
+            model=result.model or call.model,
             operation=call.operation,
             scope=ctx.scope,
             prompt=prompt,

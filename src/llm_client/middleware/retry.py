@@ -239,6 +239,6 @@ class _Run:
             exc,
             params=call.params,
             operation=call.operation,
-            model=str(call.params.get("model", call.profile.model_name)),
+            model=call.model,
         )
         return LLMEvent("error", {"status": result.status, "error": result.error}, result)

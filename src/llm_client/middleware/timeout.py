@@ -145,7 +145,7 @@ class Timeout:
                 err,
                 params=call.params,
                 operation=call.operation,
-                model=str(call.params.get("model", call.profile.model_name)),
+                model=call.model,
                 identifier=call.cache.identifier,
             ).replace(output="".join(texts) or None)
             if not meta_sent:
