@@ -19,13 +19,13 @@ import base64
 import json
 import logging
 import sys
-import time
 from array import array
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import openai
 
+from .clock import DEFAULT_CLOCK, Clock
 from .exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -113,13 +113,14 @@ def _timeout_option(options: Mapping[str, Any]) -> dict[str, Any]:
 _SDK_TIMEOUT = 600.0
 
 
-def _sdk_timeout(call: Call) -> float | httpx2.Timeout | None:
+def _sdk_timeout(call: Call, now: float) -> float | httpx2.Timeout | None:
     """The SDK's per-request timeout: the time left before the call's deadline, and for a
     stream with ``stream_idle_timeout`` the longest wait for the next bytes (the HTTP read
-    timeout, which restarts with every chunk that arrives)."""
+    timeout, which restarts with every chunk that arrives). ``now`` is the time on the
+    client's clock, the clock the deadline was set on."""
     remaining = None
     if call.deadline is not None:
-        remaining = max(0.001, call.deadline - time.monotonic())
+        remaining = max(0.001, call.deadline - now)
     idle = call.stream_idle_timeout if call.stream else None
     if idle is None:
         return remaining
@@ -202,6 +203,7 @@ class Transport:
     :param api_key, base_url, organization: passed to ``AsyncOpenAI`` (env vars otherwise).
     :param http_client: an ``httpx``-compatible async client; default is the SDK's aiohttp
         client (``openai.DefaultAioHttpClient``), which is about twice as fast.
+    :param clock: the client's clock, on which ``call.deadline`` is set (default: the real one).
 
     An SDK client the transport built itself is closed by :meth:`aclose`. If the transport
     also built the HTTP client and nobody calls :meth:`aclose`, the SDK client is closed when
@@ -220,7 +222,9 @@ class Transport:
         project: str | None = None,
         http_client: Any = None,
         default_headers: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock: Clock = clock if clock is not None else DEFAULT_CLOCK
         self._owns_sdk = sdk is None
         #: Rebuild the SDK client on a new event loop (only when the HTTP client is ours).
         self._owns_http = sdk is None and http_client is None
@@ -281,7 +285,7 @@ class Transport:
         options: dict[str, Any] = {
             "extra_headers": {"x-stainless-retry-count": str(call.context.get("attempt", 0))}
         }
-        timeout = _sdk_timeout(call)
+        timeout = _sdk_timeout(call, self.clock.now())
         if timeout is not None:
             options["timeout"] = timeout
         meter = meter_of(call)

@@ -10,7 +10,6 @@ the user, a failure ends the stream with an ``error`` event instead.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -122,21 +121,28 @@ class Retry:
                 rng=policy.rng,
             )
         run = _Run(
-            call, next, call.attempts if call.attempts is not None else self.attempts, policy
+            call,
+            next,
+            call.attempts if call.attempts is not None else self.attempts,
+            policy,
+            self.clock,
         )
-        reply = await run.reply(self.clock)
+        reply = await run.reply()
         if isinstance(reply, LLMResult):
             return run.settle(reply)
-        return run.stream(reply, self.clock)
+        return run.stream(reply)
 
 
 class _Run:
     """The attempts of one call: how many so far, and the usage of those that failed."""
 
-    __slots__ = ("attempt", "attempts", "call", "next", "policy", "spent")
+    __slots__ = ("attempt", "attempts", "call", "clock", "next", "policy", "spent")
 
-    def __init__(self, call: Call, next: Next, attempts: int, policy: RetryPolicy) -> None:
+    def __init__(
+        self, call: Call, next: Next, attempts: int, policy: RetryPolicy, clock: Clock
+    ) -> None:
         self.call = call
+        self.clock = clock
         self.next = next
         self.attempts = attempts
         self.policy = policy
@@ -149,11 +155,11 @@ class _Run:
             return None
         wait = self.policy.delay(self.attempt, error)
         deadline = self.call.deadline
-        if wait is not None and deadline is not None and time.monotonic() + wait >= deadline:
+        if wait is not None and deadline is not None and self.clock.now() + wait >= deadline:
             return None  # the wait alone would overrun the deadline: give up now
         return wait
 
-    async def reply(self, clock: Clock) -> Reply:
+    async def reply(self) -> Reply:
         """Attempt until a reply comes back; giving up raises the last error (with every
         attempt's usage and the attempt count)."""
         call = self.call
@@ -173,7 +179,7 @@ class _Run:
                     exc.usage = self.spent
                     exc.attempts = self.attempt
                     raise
-                await clock.sleep(wait)
+                await self.clock.sleep(wait)
 
     def settle(self, result: LLMResult) -> LLMResult:
         """``result`` with every attempt's usage and the attempt count."""
@@ -192,7 +198,7 @@ class _Run:
             return LLMEvent("usage", (self.spent + Usage.from_dict(event.data)).to_dict())
         return event
 
-    async def stream(self, stream: EventStream, clock: Clock) -> AsyncIterator[LLMEvent]:
+    async def stream(self, stream: EventStream) -> AsyncIterator[LLMEvent]:
         """Pass the stream on; while nothing but ``meta`` has come, a retryable failure is
         retried like a failed call. Closes what it reads as soon as it stops."""
         held: LLMEvent | None = None
@@ -212,9 +218,9 @@ class _Run:
                     if wait is not None:
                         self.spent = self.spent + failed.usage
                         await aclose(stream)
-                        await clock.sleep(wait)
+                        await self.clock.sleep(wait)
                         try:
-                            reply = await self.reply(clock)
+                            reply = await self.reply()
                         except LLMClientError as exc:
                             if held is not None:
                                 yield held
