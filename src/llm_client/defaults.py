@@ -193,6 +193,7 @@ def default_pipeline(
                     ttl=caching.ttl,
                     semantic_threshold=caching.semantic_threshold,
                     embed=embed,
+                    clock=clock,
                 ),
             )
         )

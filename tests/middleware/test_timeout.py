@@ -148,3 +148,27 @@ async def test_the_client_cuts_a_hung_call_when_its_clock_passes_the_deadline() 
         finally:
             await client.close()
     assert r["status"] == 408, r
+
+
+async def test_the_cache_step_reads_the_deadline_on_the_same_clock() -> None:
+    """The cache step gives each backend operation a share of the time left before
+    ``call.deadline``: read on the client's clock, a manual clock's deadline leaves it time."""
+    clock = ManualClock()
+    async with FakeOpenAI() as server:
+        client = OpenAIClient(
+            GPT5Nano,
+            base_url=server.base_url,
+            api_key="sk-test",
+            clock=clock,
+            timeout=30,
+            cache_backend="memory",
+        )
+        try:
+            first = await client.get_response(messages=MESSAGES)
+            await client.pipeline["cache"].flush()  # the store is written in the background
+            second = await client.get_response(messages=MESSAGES)
+        finally:
+            await client.close()
+    assert first["status"] == 200 and second["status"] == 200
+    assert second["cached"] is True
+    assert server.count("chat") == 1

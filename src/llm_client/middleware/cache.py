@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -34,7 +33,7 @@ from ..cache import (
     namespaced_key,
     stored_params,
 )
-from ..clock import Clock
+from ..clock import DEFAULT_CLOCK, Clock
 from ..exceptions import (
     ConfigurationError,
     InvalidRequestError,
@@ -92,7 +91,8 @@ class CacheMiddleware:
         are skipped until a probe, one per ``reconnect_interval`` seconds, answers again.
     :param reconnect_interval: seconds between probes while the backend is in an outage.
     :param max_pending_stores: background writes that may wait at once; more are dropped.
-    :param clock: monotonic time for the reconnect interval (tests inject a manual one).
+    :param clock: the client's clock: ``call.deadline`` is read on it, and it times the
+        reconnect interval (tests inject a manual one).
 
     Answers are written in background tasks, so storing never delays a call; calls with the
     same key are answered from a pending write, and :meth:`flush` (called by
@@ -175,6 +175,7 @@ class CacheMiddleware:
             clock=clock,
         )
         self._guard = BackendGuard(self.health)
+        self._clock: Clock = clock if clock is not None else DEFAULT_CLOCK  # call.deadline's
         self._writes = PendingWrites(max_pending_stores)
         native = getattr(backend, "collection", None)
         self._prefix = None if native == self.collection else self.collection
@@ -501,7 +502,7 @@ class CacheMiddleware:
         ``deadline_share`` of the time the call has left (``<= 0``: no time for it)."""
         if deadline is None:
             return self.backend_timeout
-        share = (deadline - time.monotonic()) * self.deadline_share
+        share = (deadline - self._clock.now()) * self.deadline_share
         return share if self.backend_timeout is None else min(self.backend_timeout, share)
 
     async def _backend_op(
