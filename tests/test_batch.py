@@ -271,7 +271,7 @@ async def test_a_failed_line_keeps_its_status_and_openais_error_body(tmp_path):
 
 
 async def test_the_input_is_streamed_not_read_ahead(tmp_path, monkeypatch):
-    import llm_client.batch as batch_module
+    import llm_client.batch.input as batch_module
 
     src = tmp_path / "in.jsonl"
     out = tmp_path / "out.jsonl"
@@ -300,7 +300,7 @@ async def test_the_input_is_streamed_not_read_ahead(tmp_path, monkeypatch):
 
 
 async def test_a_failing_output_stops_the_run_with_its_error(tmp_path, monkeypatch):
-    import llm_client.batch as batch_module
+    import llm_client.batch.output as batch_module
 
     src = tmp_path / "in.jsonl"
     write_lines(src, [chat_line(i) for i in range(200)])

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
-from .batch_cli import add_batch_parser, run_batch_command
+from .batch.cli import add_batch_parser, run_batch_command
 from .cache_cli import add_cache_parser, run_cache_command
 from .config import resolve
 

@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from .exceptions import LLMClientError
+from ..exceptions import LLMClientError
 
 __all__ = ["ACTIONS", "add_batch_parser", "run_batch_command"]
 
@@ -106,7 +106,7 @@ def _cache_options(spec: str | None) -> dict[str, Any]:
         return {}
     name, sep, where = spec.partition(":")
     if name == "sqlite" and sep:
-        from .cache import SQLiteCache
+        from ..cache import SQLiteCache
 
         return {"cache_backend": SQLiteCache(where)}
     return {"cache_backend": name, **({"cache_dir": where} if sep else {})}
@@ -135,9 +135,11 @@ def _say(text: str) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from .batch import DEFAULT_ASSUMED_OUTPUT_TOKENS, estimate_file, read_output, run_file
-    from .client import OpenAIClient
-    from .models import GPT5Point4Nano
+    from ..client import OpenAIClient
+    from ..models import GPT5Point4Nano
+    from .estimate import DEFAULT_ASSUMED_OUTPUT_TOKENS, estimate_file
+    from .output import read_output
+    from .runner import run_file
 
     if args.input in ACTIONS:
         return await _action(args)
@@ -183,9 +185,9 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _action(args: argparse.Namespace) -> int:
-    from . import batch_api
-    from .client import OpenAIClient
-    from .models import GPT5Point4Nano
+    from ..client import OpenAIClient
+    from ..models import GPT5Point4Nano
+    from . import api as batch_api
 
     async with OpenAIClient(args.model or GPT5Point4Nano.key) as client:
         if args.input == "status":
