@@ -1,4 +1,4 @@
-"""What the fake model says: its tokenizer, its answer text and the wire helpers around them.
+"""What the fake model says: its tokenizer, its answer text, and how answers are cut into deltas.
 
 Answers are deterministic functions of the request: :func:`expected_text` is the text answer,
 :func:`count_tokens` the fake tokenizer and :func:`prompt_tokens` the prompt tokens reported in

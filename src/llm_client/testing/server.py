@@ -10,6 +10,12 @@ Responses streams).
 The server runs either in the caller's event loop (``async with FakeOpenAI() as server``) or
 in its own loop on a daemon thread (``with FakeOpenAI() as server`` / ``start_in_thread``), which
 is what the pytest fixture ``fake_openai`` uses so that sync and async tests can share it.
+
+This module holds :class:`FakeOpenAI` itself: its options, routes, lifecycle and request log.
+Each API is answered by its own mixin (``chat.py``, ``responses.py``, ``embeddings.py``; the
+Files and Batch APIs in ``batches.py``) built on the shared plumbing of ``exchange.py``;
+``faults.py`` holds the fault queue and ``headers.py`` the rate-limit headers. The public names
+are re-exported here and from :mod:`llm_client.testing`.
 """
 
 from __future__ import annotations
