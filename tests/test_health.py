@@ -228,3 +228,52 @@ async def test_guard_passes_cancellation_on() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert guard.errors == 0
+
+
+async def test_guard_with_a_limit_passes_cancellation_on() -> None:
+    guard = BackendGuard(health())
+
+    async def hang() -> None:
+        await asyncio.sleep(60)
+
+    task = asyncio.ensure_future(guard.call("get", hang, limit=5.0, failed=None))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert guard.errors == 0 and guard.health.up
+
+
+async def test_guard_cuts_each_call_at_its_own_limit() -> None:
+    """The guard's calls share one timer: a later call with a shorter limit is still cut on
+    time, a call already running keeps its longer one, and the task that was cut carries no
+    leftover cancellation."""
+    guard = BackendGuard(health())
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        await release.wait()
+        return "slow answer"
+
+    async def hang() -> None:
+        await asyncio.sleep(60)
+
+    long_call = asyncio.ensure_future(guard.call("get", slow, limit=30.0, failed="cut"))
+    await asyncio.sleep(0)
+    # bounded so that a missed cut fails the test instead of hanging it
+    assert await asyncio.wait_for(guard.call("get", hang, limit=0.02, failed="cut"), 10) == "cut"
+    current = asyncio.current_task()
+    assert current is not None and current.cancelling() == 0
+    await asyncio.sleep(0)  # no stray CancelledError here
+    assert not long_call.done()
+    release.set()
+    assert await long_call == "slow answer"
+
+    async def ok() -> str:
+        return "fast"
+
+    # a timer left armed for an answered call does not stop the next hung one being cut
+    guard = BackendGuard(health())
+    assert await guard.call("get", ok, limit=0.05, failed=None) == "fast"
+    assert await asyncio.wait_for(guard.call("get", hang, limit=0.05, failed="cut"), 10) == "cut"
+    assert guard.errors == 1

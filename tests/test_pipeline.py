@@ -116,3 +116,31 @@ async def test_brief_literal_order_also_works(server):
     assert server.count("chat") == 2  # one failure + one success; the hit never left
     # In this order the hit still went through the limiter: it spent budget (2 requests).
     assert limiter.stats()["admitted_requests"] == 2
+
+
+def test_the_model_name_of_a_call_is_derived_in_one_place():
+    messages = [{"role": "user", "content": "hi"}]
+    plain = Call(profile=GPT5Nano, operation="chat", params={"messages": messages})
+    assert plain.model == GPT5Nano.model_name
+    routed = plain.replace(params={**plain.params, "model": "gpt-5-mini"})
+    assert routed.model == "gpt-5-mini"
+    assert plain.replace(params={**plain.params, "model": None}).model == GPT5Nano.model_name
+
+
+async def test_a_stream_cut_below_a_routing_step_names_the_routed_model():
+    class Route:
+        async def __call__(self, call, next):
+            return await next(call.replace(params={**call.params, "model": "gpt-5-mini"}))
+
+    async with FakeOpenAI() as server:
+        server.truncate_next(after_chunks=3)
+        pipeline = Pipeline.default(GPT5Nano)
+        pipeline.insert_before("retry", "route", Route())
+        client = OpenAIClient(
+            GPT5Nano, base_url=server.base_url, api_key="sk-test", pipeline=pipeline
+        )
+        stream = client.stream(messages=[{"role": "user", "content": "hi"}], attempts=1)
+        events = [e async for e in stream]
+        await client.close()
+    assert events[-1].type == "error", events[-1]
+    assert events[-1].result.model == "gpt-5-mini"

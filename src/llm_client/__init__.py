@@ -11,6 +11,7 @@ to see its warnings (for example that a model is about to be shut down).
 from __future__ import annotations
 
 import logging as _logging
+from typing import TYPE_CHECKING
 
 from ._env import load_env as _load_env
 from .config import env_flag as _env_flag
@@ -75,19 +76,24 @@ from .usage import Usage, parse_usage
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 
-def __getattr__(name: str) -> object:
-    """``from llm_client import PusherSink`` (the seed's spelling), served by the separately
-    installed ``llm-client-pusher`` package."""
-    if name == "PusherSink":
-        try:
-            from llm_client_pusher import PusherSink
-        except ImportError as exc:
-            raise ImportError(
-                "PusherSink comes with the 'llm-client-pusher' package: pip install"
-                " llm-client-pusher (or -e plugins/llm-client-pusher)"
-            ) from exc
-        return PusherSink
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if TYPE_CHECKING:  # type checkers see the real class, not a catch-all ``__getattr__``
+    from llm_client_pusher import PusherSink as PusherSink
+else:
+
+    def __getattr__(name: str) -> object:
+        """``from llm_client import PusherSink`` (the seed's spelling), served by the separately
+        installed ``llm-client-pusher`` package."""
+        if name == "PusherSink":
+            try:
+                from llm_client_pusher import PusherSink
+            except ImportError as exc:
+                raise ImportError(
+                    "PusherSink comes with the 'llm-client-pusher' package: pip install"
+                    " llm-client-pusher (or -e plugins/llm-client-pusher)"
+                ) from exc
+            return PusherSink
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

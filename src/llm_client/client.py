@@ -77,7 +77,8 @@ class OpenAIClient:
         only the default chain uses (cache, rate limit, retry, timeout) are refused beside it.
     :param plugin_manager: a pluggy manager (see :func:`llm_client.plugins.new_plugin_manager`).
     :param sdk: a ready ``openai.AsyncOpenAI`` (then ``connection`` must be left out).
-    :param clock: time source of the retry and limiter waits (tests inject a manual one).
+    :param clock: time source of every wait and deadline: the timeout, retry and limiter steps
+        and the transport (tests inject a manual one).
     :param options: the seed's flat keywords (:data:`llm_client.config.SHORTCUTS`:
         ``cache_backend``, ``cache_dir``, ``cache_collection``, ``cache_ttl``, ``pg_dsn``,
         ``redis_url``, ``qdrant_url``, ``qdrant_api_key``, ``semantic_cache_threshold``,
@@ -145,6 +146,7 @@ class OpenAIClient:
                 organization=conn.organization,
                 project=conn.project,
                 http_client=conn.http_client,
+                clock=clock,
             )
         except Exception as exc:  # the SDK raises OpenAIError without a key
             raise ConfigurationError(
@@ -220,7 +222,7 @@ class OpenAIClient:
                 exc,
                 params=call.params,
                 operation=call.operation,
-                model=self.profile.model_name,
+                model=call.model,
                 identifier=identifier,
             )
         if not isinstance(reply, LLMResult):  # a custom pipeline answered with a stream
@@ -287,7 +289,7 @@ class OpenAIClient:
                 exc,
                 params=call.params,
                 operation=call.operation,
-                model=self.profile.model_name,
+                model=call.model,
                 identifier=call.cache.identifier,
             )
             yield LLMEvent("error", {"status": result.status, "error": result.error}, result)

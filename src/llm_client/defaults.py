@@ -166,7 +166,11 @@ def default_pipeline(
         ("cost", CostAccounting()),
         (
             "timeout",
-            Timeout(config.timeouts.total, stream_idle_timeout=config.timeouts.stream_idle),
+            Timeout(
+                config.timeouts.total,
+                stream_idle_timeout=config.timeouts.stream_idle,
+                clock=clock,
+            ),
         ),
     ]
     if caching.backend is not None:
@@ -189,6 +193,7 @@ def default_pipeline(
                     ttl=caching.ttl,
                     semantic_threshold=caching.semantic_threshold,
                     embed=embed,
+                    clock=clock,
                 ),
             )
         )

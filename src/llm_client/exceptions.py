@@ -2,7 +2,9 @@
 
 Every error carries an HTTP-like ``status`` (what ``get_response`` puts in its result dict)
 and, when the server said so, ``retry_after`` in seconds. ``retryable`` tells the retry policy
-whether another attempt could succeed.
+whether another attempt could succeed; which statuses are transient is said once, by
+:data:`RETRYABLE_STATUSES` and :func:`is_transient_status` (used by the retry policy, by
+:func:`error_for_status` and by the cache, which never stores a transient failure).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from .known_secrets import redact_registered
 
 __all__ = [
+    "RETRYABLE_STATUSES",
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
@@ -37,7 +40,21 @@ __all__ = [
     "UnknownModelError",
     "UnprocessableEntityError",
     "error_for_status",
+    "is_transient_status",
 ]
+
+#: The client-error statuses worth another attempt, as the official SDK retries them
+#: (``openai._base_client.BaseClient._should_retry``): a timeout (408), a conflict (409) and a
+#: rate limit (429). Every 5xx is transient too (:func:`is_transient_status`). Never
+#: 400/401/403/404/422: the same request would fail the same way.
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+
+def is_transient_status(status: int) -> bool:
+    """Whether ``status`` says something about this moment rather than about the request:
+    one of :data:`RETRYABLE_STATUSES` or a server error (>= 500). Such failures are retried
+    and never cached."""
+    return status >= 500 or status in RETRYABLE_STATUSES
 
 
 class LLMClientError(Exception):
@@ -241,10 +258,8 @@ def error_for_status(status: int, message: str, *, retry_after: float | None = N
     cls: type[APIError]
     if status in _BY_STATUS:
         cls = _BY_STATUS[status]
-    elif status >= 500:
-        cls = ServerError
-    elif status == 408:
-        cls = ServerError  # request timeout at the server: retryable like a 5xx
+    elif is_transient_status(status):
+        cls = ServerError  # a 5xx, or a 408 (request timeout at the server): retried alike
     else:
         cls = APIError
     return cls(message, status=status, retry_after=retry_after)

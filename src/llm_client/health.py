@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -230,6 +231,93 @@ class _BackendError(Exception):
     """A timeout raised by the backend itself (not our cut), passed on as a plain failure."""
 
 
+class _Expired(TimeoutError):
+    """An await cut by :class:`_Cutoffs` (not a timeout raised by the op itself)."""
+
+
+class _Cut:
+    """One await watched by :class:`_Cutoffs`."""
+
+    __slots__ = ("deadline", "expired", "task")
+
+    def __init__(self, task: asyncio.Task[Any], deadline: float) -> None:
+        self.task = task
+        self.deadline = deadline
+        self.expired = False
+
+
+class _Cutoffs:
+    """Cuts awaits that run past their deadline, with one loop timer for all of them.
+
+    What ``asyncio.timeout`` does, without scheduling and cancelling a timer per await: that
+    was about 10 µs of a 65 µs cache hit. Each await only joins a set; the one timer is armed
+    for the earliest deadline; when it fires it cancels every await past its deadline and
+    re-arms for the next one (or stops when none is left). The task's own cancellation is
+    told apart from the cut by the task's cancel count, as ``asyncio.timeout`` does.
+    """
+
+    __slots__ = ("_armed_at", "_loop", "_running", "_timer")
+
+    def __init__(self) -> None:
+        self._running: set[_Cut] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_at = math.inf
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def run(self, op: Callable[[], Awaitable[_T]], limit: float) -> _T:
+        """``await op()``; :class:`_Expired` if it is cut after ``limit`` seconds."""
+        if sys.version_info < (3, 11):  # pragma: no cover - no cancel counts to tell a cut by
+            try:
+                return await asyncio.wait_for(op(), limit)
+            except asyncio.TimeoutError as exc:
+                raise _Expired from exc
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        cut = _Cut(task, loop.time() + limit)
+        cancelling = task.cancelling()
+        self._running.add(cut)
+        if loop is not self._loop or cut.deadline < self._armed_at:
+            self._arm(loop, cut.deadline)
+        try:
+            result = await op()
+        except BaseException as exc:
+            if not cut.expired:
+                raise
+            caller_too = task.uncancel() > cancelling
+            if isinstance(exc, asyncio.CancelledError) and caller_too:
+                raise  # the task itself was cancelled as well
+            if isinstance(exc, (Exception, asyncio.CancelledError)):
+                raise _Expired from exc  # cut, whatever the op made of the cancel
+            raise
+        finally:
+            self._running.discard(cut)
+        if cut.expired:
+            task.uncancel()  # answered as it was cut: the answer stands
+        return result
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._loop, self._armed_at = loop, when
+        self._timer = loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        assert self._loop is not None
+        self._timer, self._armed_at = None, math.inf
+        now, next_deadline = self._loop.time(), math.inf
+        for cut in self._running:
+            if cut.expired:
+                continue
+            if cut.deadline <= now:
+                cut.expired = True
+                cut.task.cancel()
+            else:
+                next_deadline = min(next_deadline, cut.deadline)
+        if next_deadline < math.inf:
+            self._arm(self._loop, next_deadline)
+
+
 class BackendGuard:
     """Calls on a backend that may fail or hang, made so that they never fail or hold up the
     caller: each one is bounded in time, and any failure becomes a fallback value.
@@ -249,10 +337,11 @@ class BackendGuard:
     :param health: the outage state and its log lines.
     """
 
-    __slots__ = ("_cut", "errors", "health", "skips")
+    __slots__ = ("_cut", "_cutoffs", "errors", "health", "skips")
 
     def __init__(self, health: ServiceHealth) -> None:
         self.health = health
+        self._cutoffs = _Cutoffs()
         #: Calls that failed or were cut, and calls skipped (no time left, or an outage).
         self.errors = 0
         self.skips = 0
@@ -273,18 +362,13 @@ class BackendGuard:
         try:
             if limit is None:
                 result = await op()
-            elif sys.version_info >= (3, 11):
-                async with asyncio.timeout(limit) as scope:
-                    try:
-                        result = await op()
-                    except Exception as exc:
-                        if scope.expired():  # cut, whatever the backend made of the cancel
-                            raise TimeoutError from exc
-                        if isinstance(exc, TimeoutError):
-                            raise _BackendError from exc  # the backend's own timeout
+            else:
+                try:
+                    result = await self._cutoffs.run(op, limit)
+                except TimeoutError as exc:
+                    if isinstance(exc, _Expired):
                         raise
-            else:  # pragma: no cover - Python 3.10
-                result = await asyncio.wait_for(op(), limit)
+                    raise _BackendError from exc  # the backend's own timeout
         except asyncio.CancelledError:
             raise
         except Exception as exc:

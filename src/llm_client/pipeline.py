@@ -83,6 +83,13 @@ class Call:
     backoff: float | None = None
     context: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def model(self) -> str:
+        """The model name this call asks for: ``params["model"]`` (a step may route the call
+        to another model), else the profile's ``model_name``. The one place it is derived."""
+        model = self.params.get("model")
+        return str(model) if model else self.profile.model_name
+
     def replace(self, **changes: Any) -> Call:
         return fast_replace(self, changes)
 

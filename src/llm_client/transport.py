@@ -19,13 +19,13 @@ import base64
 import json
 import logging
 import sys
-import time
 from array import array
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import openai
 
+from .clock import DEFAULT_CLOCK, Clock
 from .exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -34,6 +34,7 @@ from .exceptions import (
     StreamInterruptedError,
     error_for_status,
 )
+from .headers import parse_retry_after
 from .known_secrets import remember_secret
 from .meter import meter_of
 from .result import LLMResult
@@ -60,27 +61,6 @@ def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
 def _error_message(body: object, fallback: str) -> str:
     if isinstance(body, Mapping):
         inner = body.get("error", body)
@@ -98,7 +78,7 @@ def translate(exc: BaseException) -> LLMClientError:
         err: LLMClientError = error_for_status(
             exc.status_code,
             _error_message(exc.body, exc.message),
-            retry_after=_retry_after(headers),
+            retry_after=parse_retry_after(headers),
         )
         err.headers = _kept_headers(headers)
         return err
@@ -133,13 +113,14 @@ def _timeout_option(options: Mapping[str, Any]) -> dict[str, Any]:
 _SDK_TIMEOUT = 600.0
 
 
-def _sdk_timeout(call: Call) -> float | httpx2.Timeout | None:
+def _sdk_timeout(call: Call, now: float) -> float | httpx2.Timeout | None:
     """The SDK's per-request timeout: the time left before the call's deadline, and for a
     stream with ``stream_idle_timeout`` the longest wait for the next bytes (the HTTP read
-    timeout, which restarts with every chunk that arrives)."""
+    timeout, which restarts with every chunk that arrives). ``now`` is the time on the
+    client's clock, the clock the deadline was set on."""
     remaining = None
     if call.deadline is not None:
-        remaining = max(0.001, call.deadline - time.monotonic())
+        remaining = max(0.001, call.deadline - now)
     idle = call.stream_idle_timeout if call.stream else None
     if idle is None:
         return remaining
@@ -222,6 +203,7 @@ class Transport:
     :param api_key, base_url, organization: passed to ``AsyncOpenAI`` (env vars otherwise).
     :param http_client: an ``httpx``-compatible async client; default is the SDK's aiohttp
         client (``openai.DefaultAioHttpClient``), which is about twice as fast.
+    :param clock: the client's clock, on which ``call.deadline`` is set (default: the real one).
 
     An SDK client the transport built itself is closed by :meth:`aclose`. If the transport
     also built the HTTP client and nobody calls :meth:`aclose`, the SDK client is closed when
@@ -240,7 +222,9 @@ class Transport:
         project: str | None = None,
         http_client: Any = None,
         default_headers: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock: Clock = clock if clock is not None else DEFAULT_CLOCK
         self._owns_sdk = sdk is None
         #: Rebuild the SDK client on a new event loop (only when the HTTP client is ours).
         self._owns_http = sdk is None and http_client is None
@@ -345,7 +329,7 @@ class Transport:
         options: dict[str, Any] = {
             "extra_headers": {"x-stainless-retry-count": str(call.context.get("attempt", 0))}
         }
-        timeout = _sdk_timeout(call)
+        timeout = _sdk_timeout(call, self.clock.now())
         if timeout is not None:
             options["timeout"] = timeout
         meter = meter_of(call)
@@ -408,7 +392,7 @@ class Transport:
         return LLMResult(
             params=call.params,
             operation=call.operation,
-            model=str(call.params.get("model", call.profile.model_name)),
+            model=call.model,
             **fields,
         )
 
@@ -504,7 +488,7 @@ class Transport:
         return LLMEvent(
             "meta",
             {
-                "model": str(call.params.get("model", call.profile.model_name)),
+                "model": call.model,
                 "operation": call.operation,
                 "cached": False,
             },
@@ -682,7 +666,7 @@ class Transport:
             err,
             params=call.params,
             operation=call.operation,
-            model=str(call.params.get("model", call.profile.model_name)),
+            model=call.model,
         ).replace(output="".join(texts) or None, headers=dict(headers))
         yield LLMEvent("error", {"status": result.status, "error": result.error}, result)
 

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import math
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -573,7 +572,7 @@ async def test_a_cut_opens_an_outage_that_skips_the_backend_until_a_probe_answer
     backend.broken = False
     backend.hang = True
     mw = CacheMiddleware(backend, reconnect_interval=5.0, clock=clock)
-    deadline = time.monotonic() + 0.2  # the read may take half of it
+    deadline = clock.now() + 0.2  # on the step's clock; the read may take half of it
     with caplog.at_level(logging.INFO, logger="llm_client.middleware.cache"):
         call = make_call().replace(deadline=deadline)
         result = await asyncio.wait_for(run(mw, call, Stub()), 10)

@@ -3,6 +3,9 @@
 The end-to-end deadline tests (a slow server, retries under a deadline, streams cut by it) are in
 tests/test_client.py and tests/test_streams.py; these drive the step itself, with the next step
 written as a plain coroutine that records the call it receives.
+
+The tests at the end drive deadlines on an injected ManualClock, without sleeping: the timeout
+step, the retry step's deadline check and the transport all read the client's clock.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from typing import Any
 
 import pytest
 
-from llm_client import ConfigurationError, GPT5Nano
-from llm_client.exceptions import DeadlineExceededError
-from llm_client.middleware import Timeout
+from llm_client import ConfigurationError, GPT5Nano, OpenAIClient
+from llm_client.clock import ManualClock
+from llm_client.exceptions import DeadlineExceededError, RateLimitError
+from llm_client.middleware import Retry, Timeout
 from llm_client.pipeline import Call
 from llm_client.result import LLMResult
+from llm_client.streaming import LLMEvent
+from llm_client.testing import FakeOpenAI
 
 
 def make_call(**changes: Any) -> Call:
@@ -93,3 +99,163 @@ async def test_a_call_past_its_deadline_raises_408_and_the_step_below_is_cancell
         await Timeout(0.05)(make_call(), never)
     assert info.value.status == 408 and info.value.attempts == 1
     assert cancelled.is_set()
+
+
+# --- deadlines on an injected clock ----------------------------------------------------------
+
+CALL = Call(profile=GPT5Nano, operation="chat", params={"messages": []})
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_a_deadline_on_a_manual_clock_cuts_a_call_that_never_answers() -> None:
+    clock = ManualClock(start=1000.0)
+    seen: list[Call] = []
+    cancelled = asyncio.Event()
+
+    async def hang(call: Call) -> LLMResult:
+        seen.append(call)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+        raise AssertionError("unreachable")
+
+    task = asyncio.ensure_future(Timeout(5, clock=clock)(CALL, hang))
+    await settle()
+    assert seen[0].deadline == 1005.0  # set on the injected clock
+    clock.advance(4.9)
+    await settle()
+    assert not task.done()
+    clock.advance(0.1)
+    with pytest.raises(DeadlineExceededError, match="within its timeout of 5s"):
+        await task
+    assert cancelled.is_set()  # what was still running below was cancelled
+
+
+async def test_an_answer_before_the_deadline_passes_through() -> None:
+    clock = ManualClock()
+
+    async def answer(call: Call) -> LLMResult:
+        await clock.sleep(3)
+        return LLMResult(params=call.params, output="ok")
+
+    task = asyncio.ensure_future(Timeout(5, clock=clock)(CALL, answer))
+    await settle()
+    clock.advance(3)
+    result = await task
+    assert isinstance(result, LLMResult) and result.output == "ok"
+    assert clock.sleepers == 0  # the deadline's timer is gone too
+
+
+async def test_a_stream_is_cut_at_the_deadline_on_a_manual_clock() -> None:
+    clock = ManualClock()
+
+    async def events():
+        yield LLMEvent("meta", {"model": "gpt-5-nano", "operation": "chat", "cached": False})
+        yield LLMEvent("text_delta", {"text": "Hel"})
+        await asyncio.Event().wait()  # goes quiet
+        yield LLMEvent("text_delta", {"text": "lo"})
+
+    async def stream(call: Call):
+        return events()
+
+    reply = await Timeout(2, clock=clock)(CALL.replace(stream=True), stream)
+    got = [await reply.__anext__(), await reply.__anext__()]
+    pending = asyncio.ensure_future(reply.__anext__())
+    await settle()
+    assert not pending.done()
+    clock.advance(2)
+    got.append(await pending)
+    assert [e.type for e in got] == ["meta", "text_delta", "error"]
+    assert got[-1].result is not None
+    assert got[-1].result.status == 408 and got[-1].result.output == "Hel"
+
+
+async def test_retry_checks_the_deadline_on_its_clock() -> None:
+    clock = ManualClock(start=50.0)
+    errors = [RateLimitError("slow down", retry_after=1)]
+
+    async def flaky(call: Call) -> LLMResult:
+        if errors:
+            raise errors.pop()
+        return LLMResult(params=call.params, output="ok")
+
+    # A 1 s wait fits before a deadline 5 s ahead on the same clock: retried after it.
+    task = asyncio.ensure_future(Retry(3, clock=clock)(CALL.replace(deadline=55.0), flaky))
+    await settle()
+    assert clock.sleepers == 1
+    clock.advance(1)
+    result = await task
+    assert isinstance(result, LLMResult) and result.attempts == 2
+
+    # A 6 s wait would overrun it: given up at once, nothing slept.
+    errors.append(RateLimitError("slow down", retry_after=6))
+    with pytest.raises(RateLimitError):
+        await Retry(3, clock=clock)(CALL.replace(deadline=55.0), flaky)
+
+
+async def test_the_client_sets_and_reads_its_deadline_on_its_clock() -> None:
+    """End to end: with a manual clock that never moves, the transport gives the SDK the
+    whole timeout (read on that clock), and the call is answered."""
+    clock = ManualClock(start=0.0)
+    async with FakeOpenAI() as server:
+        client = OpenAIClient(
+            GPT5Nano, base_url=server.base_url, api_key="sk-test", clock=clock, timeout=30
+        )
+        try:
+            r = await client.get_response(messages=MESSAGES)
+            events = [e async for e in client.stream(messages=MESSAGES)]
+        finally:
+            await client.close()
+    assert r["status"] == 200, r
+    assert events[-1].type == "done"
+
+
+async def test_the_client_cuts_a_hung_call_when_its_clock_passes_the_deadline() -> None:
+    clock = ManualClock()
+    async with FakeOpenAI() as server:
+        server.stall_next(after_chunks=1)
+        client = OpenAIClient(
+            GPT5Nano, base_url=server.base_url, api_key="sk-test", clock=clock, timeout=30
+        )
+        try:
+            task = asyncio.ensure_future(client.get_response(messages=MESSAGES, attempts=1))
+            for _ in range(1000):  # until the request hangs at the server
+                if server.count("chat") or task.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert not task.done() and clock.sleepers == 1  # only the deadline's timer
+            clock.advance(30)
+            r = await task
+        finally:
+            await client.close()
+    assert r["status"] == 408, r
+
+
+async def test_the_cache_step_reads_the_deadline_on_the_same_clock() -> None:
+    """The cache step gives each backend operation a share of the time left before
+    ``call.deadline``: read on the client's clock, a manual clock's deadline leaves it time."""
+    clock = ManualClock()
+    async with FakeOpenAI() as server:
+        client = OpenAIClient(
+            GPT5Nano,
+            base_url=server.base_url,
+            api_key="sk-test",
+            clock=clock,
+            timeout=30,
+            cache_backend="memory",
+        )
+        try:
+            first = await client.get_response(messages=MESSAGES)
+            await client.pipeline["cache"].flush()  # the store is written in the background
+            second = await client.get_response(messages=MESSAGES)
+        finally:
+            await client.close()
+    assert first["status"] == 200 and second["status"] == 200
+    assert second["cached"] is True
+    assert server.count("chat") == 1

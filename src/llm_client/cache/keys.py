@@ -148,8 +148,8 @@ def _key_params(call: Call) -> tuple[str, dict[str, Any]]:
         if value is None or _omitted(value):  # "not set": the API default applies
             continue
         params[name] = value
-    model = params.pop("model", None) or call.profile.model_name
-    return str(model), params
+    params.pop("model", None)
+    return call.model, params
 
 
 def request_hash(call: Call) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -34,8 +33,13 @@ from ..cache import (
     namespaced_key,
     stored_params,
 )
-from ..clock import Clock
-from ..exceptions import ConfigurationError, InvalidRequestError, LLMClientError
+from ..clock import DEFAULT_CLOCK, Clock
+from ..exceptions import (
+    ConfigurationError,
+    InvalidRequestError,
+    LLMClientError,
+    is_transient_status,
+)
 from ..health import BackendGuard, ServiceHealth
 from ..known_secrets import find_secret
 from ..pipeline import Call, Next, Reply
@@ -60,13 +64,11 @@ _FAILED = object()  # what the guard hands back for a failed or skipped operatio
 #: How long :meth:`CacheMiddleware.flush` waits when neither it nor the step has a limit.
 _FLUSH_SECONDS = 10.0
 
-#: Failed results that are never stored, even with ``cache_errors``: they say something about
-#: this moment (timeouts, conflicts, rate limits, server trouble), not about the request.
-_TRANSIENT_CLIENT_ERRORS = frozenset({408, 409, 429})
-
 
 def _deterministic_failure(status: int) -> bool:
-    return 400 <= status < 500 and status not in _TRANSIENT_CLIENT_ERRORS
+    """A failure worth storing with ``cache_errors``: a 4xx about the request itself, not a
+    transient one (:func:`~llm_client.exceptions.is_transient_status`)."""
+    return 400 <= status < 500 and not is_transient_status(status)
 
 
 def _exact_hit(value: Mapping[str, Any], identifier: str) -> LLMResult:
@@ -114,7 +116,8 @@ class CacheMiddleware:
         are skipped until a probe, one per ``reconnect_interval`` seconds, answers again.
     :param reconnect_interval: seconds between probes while the backend is in an outage.
     :param max_pending_stores: background writes that may wait at once; more are dropped.
-    :param clock: monotonic time for the reconnect interval (tests inject a manual one).
+    :param clock: the client's clock: ``call.deadline`` is read on it, and it times the
+        reconnect interval (tests inject a manual one).
 
     Answers are written in background tasks, so storing never delays a call; calls with the
     same key are answered from a pending write, and :meth:`flush` (called by
@@ -197,6 +200,7 @@ class CacheMiddleware:
             clock=clock,
         )
         self._guard = BackendGuard(self.health)
+        self._clock: Clock = clock if clock is not None else DEFAULT_CLOCK  # call.deadline's
         self._writes = PendingWrites(max_pending_stores)
         native = getattr(backend, "collection", None)
         self._prefix = None if native == self.collection else self.collection
@@ -410,7 +414,7 @@ class CacheMiddleware:
                     exc,
                     params=call.params,
                     operation=call.operation,
-                    model=str(call.params.get("model", call.profile.model_name)),
+                    model=call.model,
                     identifier=ctx.identifier,
                 )
                 if self._storable(ctx, failed):
@@ -482,7 +486,7 @@ class CacheMiddleware:
         return CacheEntry(
             key=ctx.key,
             value=value,
-            model=result.model or str(call.params.get("model", call.profile.model_name)),
+            model=result.model or call.model,
             operation=call.operation,
             scope=ctx.scope,
             prompt=prompt,
@@ -534,7 +538,7 @@ class CacheMiddleware:
         ``deadline_share`` of the time the call has left (``<= 0``: no time for it)."""
         if deadline is None:
             return self.backend_timeout
-        share = (deadline - time.monotonic()) * self.deadline_share
+        share = (deadline - self._clock.now()) * self.deadline_share
         return share if self.backend_timeout is None else min(self.backend_timeout, share)
 
     async def _backend_op(

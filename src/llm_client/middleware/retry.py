@@ -10,13 +10,18 @@ the user, a failure ends the stream with an ``error`` event instead.
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from .. import exceptions
 from ..clock import DEFAULT_CLOCK, Clock
-from ..exceptions import ConfigurationError, LLMClientError, error_for_status
+from ..exceptions import (
+    RETRYABLE_STATUSES,
+    ConfigurationError,
+    LLMClientError,
+    error_for_status,
+)
+from ..headers import parse_retry_after
 from ..pipeline import Call, EventStream, Next, Reply
 from ..result import LLMResult
 from ..streaming import LLMEvent
@@ -25,9 +30,8 @@ from ._stream import aclose, replay
 
 __all__ = ["RETRYABLE_STATUSES", "ExponentialBackoff", "Retry", "RetryPolicy"]
 
-#: Statuses worth another attempt (as the SDK's own policy): timeouts, conflicts, rate limits,
-#: server errors. Never 400/401/403/404/422: the same request would fail the same way.
-RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# RETRYABLE_STATUSES is defined in llm_client.exceptions (with is_transient_status) and
+# re-exported here, where it has always been importable from.
 
 
 class RetryPolicy(Protocol):
@@ -63,7 +67,7 @@ class ExponentialBackoff:
         self.rng = rng
 
     def delay(self, attempt: int, error: LLMClientError) -> float | None:
-        if not error.retryable:  # set per class: see RETRYABLE_STATUSES and exceptions.py
+        if not error.retryable:  # per class, agreeing with exceptions.is_transient_status
             return None
         if error.retry_after is not None:
             if error.retry_after > self.max_retry_after:
@@ -80,16 +84,8 @@ def _error_of(result: LLMResult) -> LLMClientError:
         err = cls(message or result.error, status=result.status)
     else:
         err = error_for_status(result.status, result.error)
-    err.retry_after = _retry_after(result.headers)
+    err.retry_after = parse_retry_after(result.headers)
     return err
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 class Retry:
@@ -125,21 +121,28 @@ class Retry:
                 rng=policy.rng,
             )
         run = _Run(
-            call, next, call.attempts if call.attempts is not None else self.attempts, policy
+            call,
+            next,
+            call.attempts if call.attempts is not None else self.attempts,
+            policy,
+            self.clock,
         )
-        reply = await run.reply(self.clock)
+        reply = await run.reply()
         if isinstance(reply, LLMResult):
             return run.settle(reply)
-        return run.stream(reply, self.clock)
+        return run.stream(reply)
 
 
 class _Run:
     """The attempts of one call: how many so far, and the usage of those that failed."""
 
-    __slots__ = ("attempt", "attempts", "call", "next", "policy", "spent")
+    __slots__ = ("attempt", "attempts", "call", "clock", "next", "policy", "spent")
 
-    def __init__(self, call: Call, next: Next, attempts: int, policy: RetryPolicy) -> None:
+    def __init__(
+        self, call: Call, next: Next, attempts: int, policy: RetryPolicy, clock: Clock
+    ) -> None:
         self.call = call
+        self.clock = clock
         self.next = next
         self.attempts = attempts
         self.policy = policy
@@ -152,11 +155,11 @@ class _Run:
             return None
         wait = self.policy.delay(self.attempt, error)
         deadline = self.call.deadline
-        if wait is not None and deadline is not None and time.monotonic() + wait >= deadline:
+        if wait is not None and deadline is not None and self.clock.now() + wait >= deadline:
             return None  # the wait alone would overrun the deadline: give up now
         return wait
 
-    async def reply(self, clock: Clock) -> Reply:
+    async def reply(self) -> Reply:
         """Attempt until a reply comes back; giving up raises the last error (with every
         attempt's usage and the attempt count)."""
         call = self.call
@@ -176,7 +179,7 @@ class _Run:
                     exc.usage = self.spent
                     exc.attempts = self.attempt
                     raise
-                await clock.sleep(wait)
+                await self.clock.sleep(wait)
 
     def settle(self, result: LLMResult) -> LLMResult:
         """``result`` with every attempt's usage and the attempt count."""
@@ -195,7 +198,7 @@ class _Run:
             return LLMEvent("usage", (self.spent + Usage.from_dict(event.data)).to_dict())
         return event
 
-    async def stream(self, stream: EventStream, clock: Clock) -> AsyncIterator[LLMEvent]:
+    async def stream(self, stream: EventStream) -> AsyncIterator[LLMEvent]:
         """Pass the stream on; while nothing but ``meta`` has come, a retryable failure is
         retried like a failed call. Closes what it reads as soon as it stops."""
         held: LLMEvent | None = None
@@ -215,9 +218,9 @@ class _Run:
                     if wait is not None:
                         self.spent = self.spent + failed.usage
                         await aclose(stream)
-                        await clock.sleep(wait)
+                        await self.clock.sleep(wait)
                         try:
-                            reply = await self.reply(clock)
+                            reply = await self.reply()
                         except LLMClientError as exc:
                             if held is not None:
                                 yield held
@@ -242,6 +245,6 @@ class _Run:
             exc,
             params=call.params,
             operation=call.operation,
-            model=str(call.params.get("model", call.profile.model_name)),
+            model=call.model,
         )
         return LLMEvent("error", {"status": result.status, "error": result.error}, result)

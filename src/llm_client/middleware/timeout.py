@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
+from ..clock import DEFAULT_CLOCK, Clock, MonotonicClock
 from ..exceptions import ConfigurationError, DeadlineExceededError
 from ..meter import CallMeter, meter_of
 from ..pipeline import Call, Next, Reply
@@ -46,18 +46,32 @@ def _check(name: str, value: Any) -> None:
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
-if sys.version_info >= (3, 11):
+async def _before(deadline: float, step: Awaitable[Any], clock: Clock) -> Any:
+    """Await ``step`` unless ``deadline`` (on ``clock``) passes first: then raise TimeoutError.
 
-    async def _before(deadline: float, step: Any) -> Any:
-        """Await ``step`` unless ``deadline`` (``time.monotonic()``) passes first."""
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout_at(loop.time() + (deadline - time.monotonic())):
-            return await step
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _before(deadline: float, step: Any) -> Any:
-        return await asyncio.wait_for(step, deadline - time.monotonic())
+    On the real clock the event loop's own timeout does it; on any other clock (a test's
+    :class:`~llm_client.clock.ManualClock`) the step races a sleep on that clock, so a
+    deadline can be driven without sleeping."""
+    if type(clock) is MonotonicClock:
+        if sys.version_info >= (3, 11):
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout_at(loop.time() + (deadline - clock.now())):
+                return await step
+        return await asyncio.wait_for(step, deadline - clock.now())  # pragma: no cover
+    task = asyncio.ensure_future(step)
+    timer = asyncio.ensure_future(clock.sleep(deadline - clock.now()))
+    try:
+        await asyncio.wait((task, timer), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # cancelled from outside: stop both
+        task.cancel()
+        timer.cancel()
+        raise
+    if task.done():
+        timer.cancel()
+        return task.result()
+    task.cancel()  # what is still reading below is cancelled, as on the real clock
+    await asyncio.gather(task, return_exceptions=True)
+    raise TimeoutError
 
 
 class Timeout:
@@ -66,15 +80,22 @@ class Timeout:
     :param default: the client's ``timeout``: one deadline over the whole call.
     :param stream_idle_timeout: the client's default for streams: the longest wait for the
         next piece of a stream (``None``: no limit but the deadline).
+    :param clock: the clock the deadline is set and enforced on (the client's; tests inject
+        a :class:`~llm_client.clock.ManualClock`).
     """
 
     def __init__(
-        self, default: float | None = None, *, stream_idle_timeout: float | None = None
+        self,
+        default: float | None = None,
+        *,
+        stream_idle_timeout: float | None = None,
+        clock: Clock | None = None,
     ) -> None:
         _check("timeout", default)
         _check("stream_idle_timeout", stream_idle_timeout)
         self.default = default
         self.stream_idle_timeout = stream_idle_timeout
+        self.clock: Clock = clock if clock is not None else DEFAULT_CLOCK
 
     async def __call__(self, call: Call, next: Next, /) -> Reply:
         if call.stream and call.stream_idle_timeout is None and self.stream_idle_timeout:
@@ -82,7 +103,7 @@ class Timeout:
         seconds = call.timeout if call.timeout is not None else self.default
         if seconds is None:
             return await next(call)
-        deadline = time.monotonic() + seconds
+        deadline = self.clock.now() + seconds
         if call.deadline is not None:
             deadline = min(deadline, call.deadline)
         meter = meter_of(call)
@@ -92,7 +113,7 @@ class Timeout:
         else:
             call = call.replace(deadline=deadline)
         try:
-            reply = await _before(deadline, next(call))
+            reply = await _before(deadline, next(call), self.clock)
         except (TimeoutError, asyncio.TimeoutError) as exc:
             raise self._expired(seconds, meter, "call") from exc
         if isinstance(reply, LLMResult):
@@ -124,10 +145,10 @@ class Timeout:
         meta_sent = False
         try:
             while True:
-                if time.monotonic() >= deadline:
+                if self.clock.now() >= deadline:
                     break
                 try:
-                    event = await _before(deadline, stream.__anext__())
+                    event = await _before(deadline, stream.__anext__(), self.clock)
                 except StopAsyncIteration:
                     return
                 except (TimeoutError, asyncio.TimeoutError):
@@ -145,7 +166,7 @@ class Timeout:
                 err,
                 params=call.params,
                 operation=call.operation,
-                model=str(call.params.get("model", call.profile.model_name)),
+                model=call.model,
                 identifier=call.cache.identifier,
             ).replace(output="".join(texts) or None)
             if not meta_sent:
