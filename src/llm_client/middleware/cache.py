@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..cache import (
@@ -28,23 +28,22 @@ from ..cache import (
     CacheEntry,
     SemanticCacheBackend,
     cache_identifier,
-    cache_scope,
     check_result_value,
     namespaced_key,
-    stored_params,
 )
 from ..clock import DEFAULT_CLOCK, Clock
 from ..exceptions import (
     ConfigurationError,
     InvalidRequestError,
     LLMClientError,
-    is_transient_status,
 )
 from ..health import BackendGuard, ServiceHealth
-from ..known_secrets import find_secret
 from ..pipeline import Call, Next, Reply
 from ..result import LLMResult
 from ..streaming import LLMEvent
+from ._entries import deterministic_failure as _deterministic_failure
+from ._entries import entry_for
+from ._entries import exact_hit as _exact_hit
 from ._semantic import CallState as _Ctx
 from ._semantic import SemanticLookup
 from ._single_flight import Shared as _Shared
@@ -63,37 +62,6 @@ _FAILED = object()  # what the guard hands back for a failed or skipped operatio
 
 #: How long :meth:`CacheMiddleware.flush` waits when neither it nor the step has a limit.
 _FLUSH_SECONDS = 10.0
-
-
-def _deterministic_failure(status: int) -> bool:
-    """A failure worth storing with ``cache_errors``: a 4xx about the request itself, not a
-    transient one (:func:`~llm_client.exceptions.is_transient_status`)."""
-    return 400 <= status < 500 and not is_transient_status(status)
-
-
-def _exact_hit(value: Mapping[str, Any], identifier: str) -> LLMResult:
-    """What :meth:`CacheMiddleware._deliver` makes of ``LLMResult.from_dict(value)`` for an
-    exact hit (``cached``, no attempts, the usage reported as saved as by
-    :meth:`Usage.as_saved() <llm_client.usage.Usage.as_saved>`, ``identifier``), built in one
-    go rather than as a result and then a copy of it: this runs on every hit."""
-    usage = value.get("usage") or {}
-    saved = dict(usage)
-    saved["saved_cost"] = (
-        (usage.get("input_cost", 0.0) + usage.get("cached_input_cost", 0.0))
-        + usage.get("output_cost", 0.0)
-        + usage.get("saved_cost", 0.0)
-    )
-    saved["input_cost"] = saved["cached_input_cost"] = saved["output_cost"] = 0.0
-    return LLMResult.from_dict(
-        {
-            **value,
-            "usage": saved,
-            "cached": True,
-            "attempts": 0,
-            "identifier": identifier,
-            "cache_similarity": None,
-        }
-    )
 
 
 class CacheMiddleware:
@@ -453,25 +421,9 @@ class CacheMiddleware:
                 await aclose()
 
     def _entry(self, ctx: _Ctx, result: LLMResult, semantic: bool) -> CacheEntry | None:
-        """The entry to store for ``result``, or ``None`` if it holds a known secret.
-
-        The answer is stored exactly as it came; the request parameters lose only what is
-        not request content (credentials, transport options: :func:`stored_params`).
-        """
-        call = ctx.call
-        value = result.replace(
-            params=stored_params(result.params),
-            identifier=ctx.identifier,
-            cached=False,
-            cache_similarity=None,
-        ).to_dict()
-        if ctx.scope is None:
-            try:
-                ctx.scope = cache_scope(call, collection=self.collection)
-            except TypeError:
-                ctx.scope = ""
-        prompt = ctx.prompt if semantic and ctx.prompt else None
-        found = find_secret((value, prompt))
+        """The entry to store for ``result`` (see :func:`._entries.entry_for`), or ``None`` if
+        it holds a known secret."""
+        entry, found = entry_for(ctx, result, semantic, self.collection)
         if found is not None:
             self._counts["refused"] += 1
             level = logging.DEBUG if self._warned_secret else logging.WARNING
@@ -482,15 +434,7 @@ class CacheMiddleware:
                 " is returned unchanged)",
                 found,
             )
-            return None
-        return CacheEntry(
-            key=ctx.key,
-            value=value,
-            model=result.model or call.model,
-            operation=call.operation,
-            scope=ctx.scope,
-            prompt=prompt,
-        )
+        return entry
 
     def _store_later(self, ctx: _Ctx, result: LLMResult) -> None:
         """Store ``result`` in a background task, so the caller's answer never waits for it.
