@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from ..result import LLMResult
 from ..streaming import LLMEvent
 
-__all__ = ["aclose", "is_stream", "on_final", "replay"]
+__all__ = ["aclose", "is_stream", "keyed", "on_final", "replay"]
 
 
 def is_stream(reply: object) -> bool:
@@ -66,3 +66,29 @@ async def replay(result: LLMResult, *, chunk: int = 64) -> AsyncIterator[LLMEven
         yield LLMEvent("tool_call_delta", {"index": i, **dict(tc)})
     yield LLMEvent("usage", result.usage.to_dict())
     yield LLMEvent("done", result.to_dict(), result)
+
+
+async def keyed(
+    stream: AsyncIterator[LLMEvent], identifier: str, keep: Callable[[LLMResult], None]
+) -> AsyncIterator[LLMEvent]:
+    """The cache step's live stream: ``identifier`` set on the ``meta`` event and on the final
+    result, which goes to ``keep`` (to be stored) before ``done`` is handed on (a consumer may
+    stop reading right after it)."""
+    try:
+        async for event in stream:
+            if event.type == "meta":
+                event = LLMEvent(
+                    "meta",
+                    {**event.data, "identifier": identifier, "cached": False},
+                    event.result,
+                )
+            elif event.type in ("done", "error") and event.result is not None:
+                final = event.result.replace(identifier=identifier)
+                keep(final)
+                data = dict(event.data)
+                if "identifier" in data:
+                    data["identifier"] = identifier
+                event = LLMEvent(event.type, data, final)
+            yield event
+    finally:
+        await aclose(stream)

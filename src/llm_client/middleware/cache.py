@@ -20,36 +20,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..cache import (
     CacheBackend,
     CacheEntry,
     SemanticCacheBackend,
     cache_identifier,
-    cache_scope,
     check_result_value,
     namespaced_key,
-    stored_params,
 )
 from ..clock import DEFAULT_CLOCK, Clock
 from ..exceptions import (
     ConfigurationError,
     InvalidRequestError,
     LLMClientError,
-    is_transient_status,
 )
 from ..health import BackendGuard, ServiceHealth
-from ..known_secrets import find_secret
 from ..pipeline import Call, Next, Reply
 from ..result import LLMResult
-from ..streaming import LLMEvent
+from ._entries import deterministic_failure as _deterministic_failure
+from ._entries import entry_for
+from ._entries import exact_hit as _exact_hit
+from ._guarded import GuardedOps
 from ._semantic import CallState as _Ctx
 from ._semantic import SemanticLookup
 from ._single_flight import Shared as _Shared
 from ._single_flight import SingleFlight
-from ._stream import replay
+from ._stream import keyed, replay
 from ._writes import PendingWrites
 
 __all__ = ["CacheMiddleware"]
@@ -57,43 +56,8 @@ __all__ = ["CacheMiddleware"]
 
 log = logging.getLogger("llm_client.middleware.cache")
 
-_T = TypeVar("_T")
-
-_FAILED = object()  # what the guard hands back for a failed or skipped operation
-
 #: How long :meth:`CacheMiddleware.flush` waits when neither it nor the step has a limit.
 _FLUSH_SECONDS = 10.0
-
-
-def _deterministic_failure(status: int) -> bool:
-    """A failure worth storing with ``cache_errors``: a 4xx about the request itself, not a
-    transient one (:func:`~llm_client.exceptions.is_transient_status`)."""
-    return 400 <= status < 500 and not is_transient_status(status)
-
-
-def _exact_hit(value: Mapping[str, Any], identifier: str) -> LLMResult:
-    """What :meth:`CacheMiddleware._deliver` makes of ``LLMResult.from_dict(value)`` for an
-    exact hit (``cached``, no attempts, the usage reported as saved as by
-    :meth:`Usage.as_saved() <llm_client.usage.Usage.as_saved>`, ``identifier``), built in one
-    go rather than as a result and then a copy of it: this runs on every hit."""
-    usage = value.get("usage") or {}
-    saved = dict(usage)
-    saved["saved_cost"] = (
-        (usage.get("input_cost", 0.0) + usage.get("cached_input_cost", 0.0))
-        + usage.get("output_cost", 0.0)
-        + usage.get("saved_cost", 0.0)
-    )
-    saved["input_cost"] = saved["cached_input_cost"] = saved["output_cost"] = 0.0
-    return LLMResult.from_dict(
-        {
-            **value,
-            "usage": saved,
-            "cached": True,
-            "attempts": 0,
-            "identifier": identifier,
-            "cache_similarity": None,
-        }
-    )
 
 
 class CacheMiddleware:
@@ -201,6 +165,7 @@ class CacheMiddleware:
         )
         self._guard = BackendGuard(self.health)
         self._clock: Clock = clock if clock is not None else DEFAULT_CLOCK  # call.deadline's
+        self._ops = GuardedOps(self._guard, self._clock, backend_timeout, self.deadline_share)
         self._writes = PendingWrites(max_pending_stores)
         native = getattr(backend, "collection", None)
         self._prefix = None if native == self.collection else self.collection
@@ -274,7 +239,7 @@ class CacheMiddleware:
             return await self._fetch(ctx, next)
         if options.regen_cache:
             self._writes.forget(ctx.key)
-            await self._backend_op("delete", lambda: self.backend.delete(ctx.key), call.deadline)
+            await self._ops.run("delete", lambda: self.backend.delete(ctx.key), call.deadline)
             if call.stream or ctx.key in self._flights:
                 return await self._fetch(ctx, next)
             return await self._lead(ctx, next, read=False)
@@ -345,7 +310,7 @@ class CacheMiddleware:
         return result
 
     async def _lookup(self, ctx: _Ctx) -> _Shared | None:
-        entry = await self._backend_op("get", lambda: self.backend.get(ctx.key), ctx.call.deadline)
+        entry = await self._ops.run("get", lambda: self.backend.get(ctx.key), ctx.call.deadline)
         if entry is not None and entry.key == ctx.key:
             result = self._usable(ctx, entry, hit=True)
             if result is not None:
@@ -362,7 +327,7 @@ class CacheMiddleware:
         deadline = ctx.call.deadline
 
         async def run(what: str, op: Callable[[], Awaitable[Any]]) -> Any:
-            return await self._backend_op(what, op, deadline)
+            return await self._ops.run(what, op, deadline)
 
         found = await self._semantic.search(ctx, run)
         if found is None:
@@ -425,53 +390,16 @@ class CacheMiddleware:
             if self._storable(ctx, result):
                 self._store_later(ctx, result)
             return result
-        return self._record(ctx, reply)
+        return keyed(reply, ctx.identifier, lambda final: self._keep(ctx, final))
 
-    async def _record(self, ctx: _Ctx, stream: AsyncIterator[LLMEvent]) -> AsyncIterator[LLMEvent]:
-        """Pass a live stream through; start storing its final result before handing on
-        ``done`` (a consumer may stop reading right after it)."""
-        try:
-            async for event in stream:
-                if event.type == "meta":
-                    event = LLMEvent(
-                        "meta",
-                        {**event.data, "identifier": ctx.identifier, "cached": False},
-                        event.result,
-                    )
-                elif event.type in ("done", "error") and event.result is not None:
-                    final = event.result.replace(identifier=ctx.identifier)
-                    if self._storable(ctx, final):
-                        self._store_later(ctx, final)
-                    data = dict(event.data)
-                    if "identifier" in data:
-                        data["identifier"] = ctx.identifier
-                    event = LLMEvent(event.type, data, final)
-                yield event
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+    def _keep(self, ctx: _Ctx, final: LLMResult) -> None:
+        if self._storable(ctx, final):
+            self._store_later(ctx, final)
 
     def _entry(self, ctx: _Ctx, result: LLMResult, semantic: bool) -> CacheEntry | None:
-        """The entry to store for ``result``, or ``None`` if it holds a known secret.
-
-        The answer is stored exactly as it came; the request parameters lose only what is
-        not request content (credentials, transport options: :func:`stored_params`).
-        """
-        call = ctx.call
-        value = result.replace(
-            params=stored_params(result.params),
-            identifier=ctx.identifier,
-            cached=False,
-            cache_similarity=None,
-        ).to_dict()
-        if ctx.scope is None:
-            try:
-                ctx.scope = cache_scope(call, collection=self.collection)
-            except TypeError:
-                ctx.scope = ""
-        prompt = ctx.prompt if semantic and ctx.prompt else None
-        found = find_secret((value, prompt))
+        """The entry to store for ``result`` (see :func:`._entries.entry_for`), or ``None`` if
+        it holds a known secret."""
+        entry, found = entry_for(ctx, result, semantic, self.collection)
         if found is not None:
             self._counts["refused"] += 1
             level = logging.DEBUG if self._warned_secret else logging.WARNING
@@ -482,15 +410,7 @@ class CacheMiddleware:
                 " is returned unchanged)",
                 found,
             )
-            return None
-        return CacheEntry(
-            key=ctx.key,
-            value=value,
-            model=result.model or call.model,
-            operation=call.operation,
-            scope=ctx.scope,
-            prompt=prompt,
-        )
+        return entry
 
     def _store_later(self, ctx: _Ctx, result: LLMResult) -> None:
         """Store ``result`` in a background task, so the caller's answer never waits for it.
@@ -517,42 +437,16 @@ class CacheMiddleware:
         if vector is not None:
             backend = self.backend
             assert isinstance(backend, SemanticCacheBackend)
-            ok = await self._backend_op(
+            ok = await self._ops.run(
                 "put_vector",
                 lambda: backend.put_vector(entry, vector, ttl=self.ttl),
                 None,
                 failed=False,
             )
         else:
-            ok = await self._backend_op(
+            ok = await self._ops.run(
                 "put", lambda: self.backend.put(entry, ttl=self.ttl), None, failed=False
             )
         if ok:
             self._counts["stores"] += 1
         return bool(ok)
-
-    # --- degradation ------------------------------------------------------------------------------
-
-    def _limit(self, deadline: float | None) -> float | None:
-        """Seconds one backend operation may take: ``backend_timeout``, and at most
-        ``deadline_share`` of the time the call has left (``<= 0``: no time for it)."""
-        if deadline is None:
-            return self.backend_timeout
-        share = (deadline - self._clock.now()) * self.deadline_share
-        return share if self.backend_timeout is None else min(self.backend_timeout, share)
-
-    async def _backend_op(
-        self,
-        what: str,
-        op: Callable[[], Awaitable[_T]],
-        deadline: float | None,
-        *,
-        failed: Any = None,
-    ) -> Any:
-        """Run one backend operation within :meth:`_limit`, through the step's
-        :class:`~llm_client.health.BackendGuard`: on any failure, including not answering in
-        time, it is recorded (one WARNING per outage) and ``failed`` is returned."""
-        result = await self._guard.call(what, op, limit=self._limit(deadline), failed=_FAILED)
-        if result is _FAILED:
-            return failed
-        return True if what in ("put", "put_vector") else result

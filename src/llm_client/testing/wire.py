@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .server import Fault
+    from .faults import Fault
 
 __all__ = ["WIRE_FAULT_KINDS", "AnswerRecord", "FaultDraw", "Outcome", "WireLog"]
 
