@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .answers import _Answer, _BadRequest, _plan, _tool_specs, _truncate_answer
+from .answers import _Answer, _BadRequest, _plan, _tool_specs
 from .content import _argument_pieces, _dumps, _normalize, _pieces
 from .exchange import Exchange, _error_body, _status_error_fields
 
@@ -71,21 +71,13 @@ class ChatAPI(Exchange):
         }
 
     async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
-        body, outcome = await self._prelude(request, "chat", has_body=True)
-        if isinstance(outcome, web.StreamResponse):
-            return outcome
-        fault = outcome
-        try:
-            answer = self._chat_answer(body)
-        except _BadRequest as exc:
-            return self._bad_request(exc)
-        stream = bool(body.get("stream"))
-        if fault is not None and fault.kind == "response_incomplete":
-            answer = _truncate_answer(answer, fault.after_chunks)
-            fault = None
-        elif fault is not None and fault.kind in ("response_failed", "stream_error") and not stream:
-            return self._fault_as_status(fault)
-        self._quota_settle(request, sum(self._usage_numbers(answer)[:2]))
+        # Not streamed, a fault meant for a stream becomes a plain error status.
+        admitted = await self._admit_answer(
+            request, "chat", self._chat_answer, frozenset({"response_failed", "stream_error"})
+        )
+        if isinstance(admitted, web.StreamResponse):
+            return admitted
+        body, answer, fault, stream = admitted
         model = body["model"]
         completion_id = self._new_id("chatcmpl-")
         created = int(time.time())

@@ -12,13 +12,14 @@ import dataclasses
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from . import tools_script, wire
-from .answers import _Answer, _BadRequest
+from .answers import _Answer, _BadRequest, _truncate_answer
 from .content import _dumps, count_tokens
 from .faults import Fault, FaultInjection
 from .headers import RateLimitHeaders, format_duration
@@ -222,6 +223,35 @@ class Exchange(RateLimitHeaders, FaultInjection):
                 request.transport.abort()
             return body, web.Response()
         return body, fault
+
+    async def _admit_answer(
+        self,
+        request: web.Request,
+        endpoint: str,
+        plan: Callable[[dict[str, Any]], _Answer],
+        unary_status_faults: frozenset[str],
+    ) -> web.StreamResponse | tuple[dict[str, Any], _Answer, Fault | None, bool]:
+        """What a model endpoint does before it writes its answer: the prelude, the planned
+        answer (a 400 for a bad request), a ``response_incomplete`` fault applied to it, the
+        faults that become a plain error status when the request is not streamed, and the
+        quota settled to the answer's usage. Returns a response to send as is, or
+        ``(body, answer, fault, stream)``."""
+        body, outcome = await self._prelude(request, endpoint, has_body=True)
+        if isinstance(outcome, web.StreamResponse):
+            return outcome
+        fault = outcome
+        try:
+            answer = plan(body)
+        except _BadRequest as exc:
+            return self._bad_request(exc)
+        stream = bool(body.get("stream"))
+        if fault is not None and fault.kind == "response_incomplete":
+            answer = _truncate_answer(answer, fault.after_chunks)
+            fault = None
+        elif fault is not None and fault.kind in unary_status_faults and not stream:
+            return self._fault_as_status(fault)
+        self._quota_settle(request, sum(self._usage_numbers(answer)[:2]))
+        return body, answer, fault, stream
 
     def _quota_admit(
         self, request: web.Request, endpoint: str, body: dict[str, Any]

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .answers import _Answer, _BadRequest, _plan, _tool_specs, _truncate_answer
+from .answers import _Answer, _BadRequest, _plan, _tool_specs
 from .content import _argument_pieces, _dumps, _normalize, _pieces, _short_hash
 from .exchange import Exchange, _sse_event
 from .faults import Fault
@@ -149,21 +149,12 @@ class ResponsesAPI(Exchange):
         ]
 
     async def _handle_responses(self, request: web.Request) -> web.StreamResponse:
-        body, outcome = await self._prelude(request, "responses", has_body=True)
-        if isinstance(outcome, web.StreamResponse):
-            return outcome
-        fault = outcome
-        try:
-            answer = self._responses_answer(body)
-        except _BadRequest as exc:
-            return self._bad_request(exc)
-        stream = bool(body.get("stream"))
-        if fault is not None and fault.kind == "response_incomplete":
-            answer = _truncate_answer(answer, fault.after_chunks)
-            fault = None
-        if fault is not None and fault.kind == "stream_error" and not stream:
-            return self._fault_as_status(fault)
-        self._quota_settle(request, sum(self._usage_numbers(answer)[:2]))
+        admitted = await self._admit_answer(
+            request, "responses", self._responses_answer, frozenset({"stream_error"})
+        )
+        if isinstance(admitted, web.StreamResponse):
+            return admitted
+        body, answer, fault, stream = admitted
         incomplete = answer.finish_reason == "length"
         status = "incomplete" if incomplete else "completed"
         reason = "max_output_tokens" if incomplete else None
