@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_client.cache import (
     CacheBackend,
@@ -22,6 +24,7 @@ from llm_client.cache import (
     SemanticCacheBackend,
     SQLiteCache,
 )
+from llm_client.cache.base import loads
 from llm_client.exceptions import ConfigurationError, UnknownBackendError
 from llm_client.middleware.cache import CacheMiddleware
 from llm_client.plugins import cache_backend, new_plugin_manager
@@ -563,3 +566,36 @@ def test_entry_json_round_trip() -> None:
     assert CacheEntry.from_dict({**entry.to_dict(), "extra": 1}) == entry
     with pytest.raises(ValueError):
         CacheEntry.from_dict({"key": "k"})
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(st.characters(exclude_categories=["Cs"])),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_entry_decoding_reads_what_json_reads(value: object) -> None:
+    """The fast decoder of stored entries gives exactly ``json.loads``'s value."""
+    for text in (
+        json.dumps(value, ensure_ascii=False),
+        json.dumps(value),
+        json.dumps(value, indent=1),
+    ):
+        assert repr(loads(text.encode("utf-8"))) == repr(json.loads(text))
+        assert repr(loads(text)) == repr(json.loads(text))
+
+
+def test_entry_decoding_falls_back_to_the_standard_library() -> None:
+    assert loads(b'"\\ud800"') == "\ud800"  # a lone surrogate: jiter refuses it, json does not
+    assert loads(b'{"a": NaN}')["a"] != loads(b'{"a": NaN}')["a"]
+    with pytest.raises(json.JSONDecodeError):
+        loads(b'{"a": ')
+    with pytest.raises(ValueError):
+        CacheEntry.from_json(b"[1, 2]")

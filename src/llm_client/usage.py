@@ -116,7 +116,8 @@ class Usage:
         return cls(**values)
 
 
-_FIELDS = frozenset(f.name for f in fields(Usage))
+#: The names of :class:`Usage`'s fields (what :meth:`Usage.from_dict` keeps).
+USAGE_FIELDS = _FIELDS = frozenset(f.name for f in fields(Usage))
 
 
 def _get(obj: Any, name: str) -> Any:

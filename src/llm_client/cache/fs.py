@@ -16,7 +16,7 @@ from typing import Any
 
 from ..exceptions import ConfigurationError
 from ._common import _check_ttl, _Counters, _expiry, log
-from .base import CacheEntry
+from .base import CacheEntry, loads
 
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9\-][A-Za-z0-9._\-]{0,127}")
 _MAX_SEGMENTS = 8
@@ -101,7 +101,7 @@ class FileSystemCache:
     @staticmethod
     def _parse(data: bytes) -> tuple[CacheEntry, float | None]:
         """(entry, expires_at) of one file's bytes; ValueError/TypeError if it is not one."""
-        raw = json.loads(data)
+        raw = loads(data)
         entry = CacheEntry.from_dict(raw)
         expires_at = raw.get("expires_at")
         if expires_at is not None and (

@@ -14,6 +14,7 @@ from ..cache import CacheEntry, cache_scope, stored_params
 from ..exceptions import is_transient_status
 from ..known_secrets import find_secret
 from ..result import LLMResult
+from ..usage import USAGE_FIELDS, Usage
 from ._semantic import CallState
 
 __all__ = ["deterministic_failure", "entry_for", "exact_hit"]
@@ -29,24 +30,37 @@ def exact_hit(value: Mapping[str, Any], identifier: str) -> LLMResult:
     """What :meth:`CacheMiddleware._deliver` makes of ``LLMResult.from_dict(value)`` for an
     exact hit (``cached``, no attempts, the usage reported as saved as by
     :meth:`Usage.as_saved() <llm_client.usage.Usage.as_saved>`, ``identifier``), built in one
-    go rather than as a result and then a copy of it: this runs on every hit."""
+    go rather than as a result and then a copy of it: this runs on every hit.
+
+    ``value`` has passed :func:`~llm_client.cache.checks.check_result_value`, so its fields
+    have their types already; only what ``from_dict`` defaults or copies is done here.
+    """
     usage = value.get("usage") or {}
-    saved = dict(usage)
-    saved["saved_cost"] = (
-        (usage.get("input_cost", 0.0) + usage.get("cached_input_cost", 0.0))
-        + usage.get("output_cost", 0.0)
-        + usage.get("saved_cost", 0.0)
+    counts = {k: v for k, v in usage.items() if k in USAGE_FIELDS}
+    get = counts.get
+    counts["saved_cost"] = (
+        (get("input_cost", 0.0) + get("cached_input_cost", 0.0))
+        + get("output_cost", 0.0)
+        + get("saved_cost", 0.0)
     )
-    saved["input_cost"] = saved["cached_input_cost"] = saved["output_cost"] = 0.0
-    return LLMResult.from_dict(
-        {
-            **value,
-            "usage": saved,
-            "cached": True,
-            "attempts": 0,
-            "identifier": identifier,
-            "cache_similarity": None,
-        }
+    counts["input_cost"] = counts["cached_input_cost"] = counts["output_cost"] = 0.0
+    if "estimated" in counts:
+        counts["estimated"] = counts["estimated"] is True
+    tool_calls = value.get("tool_calls")
+    return LLMResult(
+        params=dict(value["params"]),
+        output=value.get("output"),
+        usage=Usage(**counts),
+        status=value["status"],
+        error=value.get("error", "OK"),
+        identifier=identifier,
+        operation=value.get("operation", "chat"),
+        model=value.get("model", ""),
+        tool_calls=tuple(tool_calls) if tool_calls else (),
+        finish_reason=value.get("finish_reason"),
+        response_id=value.get("response_id"),
+        attempts=0,
+        cached=True,
     )
 
 

@@ -14,6 +14,7 @@ from llm_client.redis_connect import (
     DEFAULT_MAX_CONNECTIONS,
     PoolExhaustedError,
     connect_redis,
+    get_bytes,
     redis_outages,
 )
 
@@ -80,7 +81,7 @@ class RedisMirror:
 
     async def get(self, key: str) -> bytes | None:
         async def op(r: aioredis.Redis) -> Any:
-            return await r.get(self.key(key))
+            return await get_bytes(r, self.key(key))
 
         value = await self._call(op)
         return None if value is None else bytes(value)

@@ -23,7 +23,12 @@ from llm_client.config import connection_string
 from llm_client.config import redis_url as check_redis_url
 from llm_client.exceptions import CacheUnavailableError, ConfigurationError
 from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
-from llm_client.redis_connect import PoolExhaustedError, check_max_connections, redis_outages
+from llm_client.redis_connect import (
+    PoolExhaustedError,
+    check_max_connections,
+    get_bytes,
+    redis_outages,
+)
 from llm_client.redis_connect import connect_redis as connect
 
 __all__ = ["DEFAULT_COLLECTION", "DEFAULT_PREFIX", "CacheUnavailableError", "RedisCache"]
@@ -192,7 +197,7 @@ class RedisCache:
 
     async def get(self, key: str) -> CacheEntry | None:
         async def op(r: aioredis.Redis) -> Any:
-            return await r.get(self.key(key))
+            return await get_bytes(r, self.key(key))
 
         raw = await self._call("read the cache", op)
         entry = None if raw is None else self._decode(key, raw)
