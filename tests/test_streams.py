@@ -1,6 +1,10 @@
 """Streams end to end, through the real SDK against the fake server: closing an abandoned
-stream at once, the whole-stream deadline and the idle timeout, attempts and usage of retried
-streams, and how cut calls report their usage."""
+stream at once, a connection cut mid-way, attempts and usage of retried streams, and no
+reference cycles or memory left behind.
+
+The whole-stream deadline, the idle timeout and the usage of calls cut by the deadline are in
+tests/middleware/test_timeout.py; what an abandoned stream counts is in
+tests/middleware/test_cost.py."""
 
 from __future__ import annotations
 
@@ -52,16 +56,6 @@ async def closed_within(server: FakeOpenAI, t0: float, bound: float) -> AnswerRe
         if record.closed is not None or time.monotonic() - t0 >= bound:
             break
         await asyncio.sleep(0.002)
-    return record
-
-
-async def settled(server: FakeOpenAI) -> AnswerRecord:
-    """The one answer, once the server has seen how it ended (waits, never asserts time)."""
-    (record,) = server.answers
-    for _ in range(1000):
-        if record.closed is not None:
-            break
-        await asyncio.sleep(0.005)
     return record
 
 
@@ -126,80 +120,13 @@ async def test_break_closes_the_connection_at_once(server, chain):
     assert record.closed is not None and record.closed - t0 <= CLOSE_BOUND
 
 
-# --- the deadline bounds the whole stream; the idle timeout bounds each wait ------------------
+# --- a stream cut mid-way ----------------------------------------------------------------------
 
 
 def final(events: list[LLMEvent]) -> LLMEvent:
     assert events[0].type == "meta", [e.type for e in events]
     assert [e.type for e in events].count("error") + [e.type for e in events].count("done") == 1
     return events[-1]
-
-
-@pytest.mark.parametrize("api", ["chat", "responses"])
-async def test_timeout_bounds_a_stream_that_keeps_sending(server, api):
-    server.drip_next(interval=0.4)  # every chunk on time, the whole answer far too late
-    client = make_client(server, timeout=1)
-    events = [e async for e in client.stream(MESSAGES, api=api)]
-    await client.close()
-    last = final(events)
-    assert last.type == "error" and last.data["status"] == 408
-    assert "DeadlineExceededError" in last.data["error"]
-    record = await settled(server)
-    assert record.outcome == "client_closed" and record.events_sent < record.events_total
-    text = "".join(e.data["text"] for e in events if e.type == "text_delta")
-    assert last.result is not None and last.result.output == (text or None)
-
-
-async def test_per_call_timeout_bounds_a_stream(server):
-    server.drip_next(interval=0.4)
-    client = make_client(server)
-    events = [e async for e in client.stream(MESSAGES, timeout=1)]
-    await client.close()
-    assert final(events).data["status"] == 408
-
-
-@pytest.mark.parametrize("where", ["client", "call"])
-async def test_idle_timeout_ends_a_stalled_stream(server, where):
-    server.stall_next(after_chunks=3)
-    if where == "client":
-        client = make_client(server, stream_idle_timeout=0.3, attempts=1)
-        stream = client.stream(MESSAGES)
-    else:
-        client = make_client(server, attempts=1)
-        stream = client.stream(MESSAGES, stream_idle_timeout=0.3)
-    events = [e async for e in stream]
-    await client.close()
-    last = final(events)
-    assert last.type == "error" and last.data["status"] == 408
-    assert "stream_idle_timeout" in last.data["error"]
-    assert last.result is not None and last.result.output  # what arrived is kept
-    assert last.result.usage.estimated and last.result.usage.output_tokens > 0
-    record = await settled(server)
-    assert record.outcome == "client_closed"
-
-
-async def test_idle_timeout_lets_a_slow_but_steady_stream_finish(server):
-    server.drip_next(interval=0.05)
-    client = make_client(server, stream_idle_timeout=5)
-    events = [e async for e in client.stream(MESSAGES)]
-    await client.close()
-    assert final(events).type == "done"
-
-
-async def test_idle_timeout_is_checked():
-    from llm_client import ConfigurationError, InvalidRequestError
-
-    client = OpenAIClient(GPT5Nano, api_key="k", rate_limit_backend=None)
-    for bad in (0, -1, float("nan"), float("inf"), "1", True):
-        with pytest.raises(InvalidRequestError, match="stream_idle_timeout"):
-            client.stream(MESSAGES, stream_idle_timeout=bad)
-    await client.close()
-    for bad in (0, float("nan"), "1"):
-        with pytest.raises(ConfigurationError, match="stream_idle_timeout"):
-            OpenAIClient(GPT5Nano, api_key="k", stream_idle_timeout=bad)
-
-
-# --- a stream cut mid-way ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("api", ["chat", "responses"])
@@ -261,64 +188,7 @@ async def test_stream_that_keeps_failing_before_text_reports_all_attempts(server
     assert server.count("chat") == 3 and stats["attempts"] == 3
 
 
-# --- a call cut short reports its usage as an estimate ----------------------------------------
-
-
-async def test_unary_call_cut_by_the_deadline_reports_estimated_usage(server):
-    server.stall_next()  # sent and received: the answer never comes
-    client = make_client(server, timeout=0.5)
-    result = await client.invoke(MESSAGES)
-    stats = client.stats()["totals"]
-    await client.close()
-    assert result.status == 408 and "DeadlineExceededError" in result.error
-    assert result.usage.estimated
-    assert result.usage.input_tokens > 0 and result.usage.total_cost > 0
-    assert result.usage.output_tokens == 0
-    assert result.attempts == 1
-    assert stats["estimated"] == 1 and stats["failed"] == 1
-    assert stats["input_tokens"] == result.usage.input_tokens
-    assert stats["cost_usd"] == pytest.approx(result.usage.total_cost)
-
-
-async def test_stream_cut_by_the_deadline_reports_estimated_usage_the_same_way(server):
-    server.stall_next(after_chunks=3)
-    client = make_client(server, timeout=0.5)
-    events = [e async for e in client.stream(MESSAGES)]
-    unary = await client.invoke([{"role": "user", "content": "other"}], timeout=30)
-    stats = client.stats()["totals"]
-    await client.close()
-    last = final(events)
-    assert last.type == "error" and last.data["status"] == 408
-    usage = last.result.usage
-    assert usage.estimated and usage.input_tokens > 0 and usage.output_tokens > 0
-    assert last.result.attempts == 1
-    assert not unary.usage.estimated
-    assert stats["estimated"] == 1
-    assert stats["input_tokens"] == usage.input_tokens + unary.usage.input_tokens
-
-
-async def test_call_not_yet_sent_when_cut_reports_no_usage(server):
-    client = make_client(server, rate_limit_backend="local", requests_per_minute=1)
-    await client.invoke(MESSAGES)  # uses the one request of this minute
-    result = await client.invoke(MESSAGES, timeout=0.3)  # waits in the limiter, never sent
-    await client.close()
-    assert result.status == 408
-    assert result.usage.total_tokens == 0 and not result.usage.estimated
-    assert server.count("chat") == 1
-
-
-async def test_abandoned_stream_counts_what_it_spent(server):
-    server.drip_next(interval=0.2)
-    client = make_client(server)
-    stream = client.stream(MESSAGES)
-    async for event in stream:
-        if event.type == "text_delta":
-            break
-    await stream.aclose()
-    stats = client.stats()["totals"]
-    await client.close()
-    assert stats["abandoned"] == 1 and stats["failed"] == 0 and stats["estimated"] == 1
-    assert stats["input_tokens"] > 0 and stats["output_tokens"] > 0 and stats["attempts"] == 1
+# --- nothing of a stream is left behind -------------------------------------------------------
 
 
 async def test_streams_leave_no_reference_cycles(server, no_gc):

@@ -1,4 +1,5 @@
-"""llm_client.middleware.cost: the totals of every call, through the client and the fake server."""
+"""llm_client.middleware.cost: the totals of every call, through the client and the fake server
+(answers, failures, cache hits, and what an abandoned stream spent)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from llm_client.middleware import CostAccounting
 from llm_client.testing import FakeOpenAI
 
 MESSAGES = [{"role": "user", "content": "What is a token?"}]
+STORY = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]
 
 
 @pytest.fixture
@@ -47,3 +49,23 @@ async def test_answers_failures_and_cache_hits_are_counted_apart(server: FakeOpe
     assert totals.as_dict()["requests"] == 3
     cost.reset()
     assert cost.totals.requests == 0 and cost.totals.cost_usd == 0
+
+
+async def test_abandoned_stream_counts_what_it_spent(server: FakeOpenAI) -> None:
+    server.drip_next(interval=0.2)
+    client = OpenAIClient(
+        GPT5Nano,
+        base_url=server.base_url,
+        api_key="sk-test-secret",
+        rate_limit_backend=None,
+        backoff=0.01,
+    )
+    stream = client.stream(STORY)
+    async for event in stream:
+        if event.type == "text_delta":
+            break
+    await stream.aclose()
+    stats = client.stats()["totals"]
+    await client.close()
+    assert stats["abandoned"] == 1 and stats["failed"] == 0 and stats["estimated"] == 1
+    assert stats["input_tokens"] > 0 and stats["output_tokens"] > 0 and stats["attempts"] == 1

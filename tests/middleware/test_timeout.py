@@ -1,8 +1,9 @@
 """llm_client.middleware.timeout: one deadline over the whole call, and the streams' idle default.
 
-The end-to-end deadline tests (a slow server, retries under a deadline, streams cut by it) are in
-tests/test_client.py and tests/test_streams.py; these drive the step itself, with the next step
-written as a plain coroutine that records the call it receives.
+The first tests drive the step itself, with the next step written as a plain coroutine that
+records the call it receives. Then end to end, through the real SDK against the fake server: a
+deadline over all attempts of a slow call, streams bounded by the deadline and by the idle
+timeout, and the usage a call cut by the deadline reports (an estimate once it was sent).
 
 The tests at the end drive deadlines on an injected ManualClock, without sleeping: the timeout
 step, the retry step's deadline check and the transport all read the client's clock.
@@ -13,18 +14,20 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from llm_client import ConfigurationError, GPT5Nano, OpenAIClient
 from llm_client.clock import ManualClock
-from llm_client.exceptions import DeadlineExceededError, RateLimitError
+from llm_client.exceptions import DeadlineExceededError, InvalidRequestError, RateLimitError
 from llm_client.middleware import Retry, Timeout
 from llm_client.pipeline import Call
 from llm_client.result import LLMResult
 from llm_client.streaming import LLMEvent
-from llm_client.testing import FakeOpenAI
+from llm_client.testing import FakeOpenAI, Fault
+from llm_client.testing.wire import AnswerRecord
 
 
 def make_call(**changes: Any) -> Call:
@@ -99,6 +102,163 @@ async def test_a_call_past_its_deadline_raises_408_and_the_step_below_is_cancell
         await Timeout(0.05)(make_call(), never)
     assert info.value.status == 408 and info.value.attempts == 1
     assert cancelled.is_set()
+
+
+# --- end to end: a slow server, streams and calls cut by the deadline, the idle timeout --------
+# Through the real SDK against the fake server.
+
+GREETING = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Hello, how are you?"},
+]
+STORY = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]
+
+
+def make_client(server: FakeOpenAI, **kw: Any) -> OpenAIClient:
+    kw.setdefault("rate_limit_backend", None)
+    kw.setdefault("backoff", 0.01)
+    return OpenAIClient(GPT5Nano, base_url=server.base_url, api_key="sk-test-secret", **kw)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as s:  # in the test's loop: it sees a close as soon as it happens
+        yield s
+
+
+def final(events: list[LLMEvent]) -> LLMEvent:
+    assert events[0].type == "meta", [e.type for e in events]
+    assert [e.type for e in events].count("error") + [e.type for e in events].count("done") == 1
+    return events[-1]
+
+
+async def settled(server: FakeOpenAI) -> AnswerRecord:
+    """The one answer, once the server has seen how it ended (waits, never asserts time)."""
+    (record,) = server.answers
+    for _ in range(1000):
+        if record.closed is not None:
+            break
+        await asyncio.sleep(0.005)
+    return record
+
+
+async def test_timeout_is_a_deadline_over_all_attempts(server: FakeOpenAI) -> None:
+    client = make_client(server)
+    server.add_fault(Fault("latency", delay=2.0, times=5))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    r = await client.get_response(messages=GREETING, timeout=0.3, attempts=5)
+    elapsed = loop.time() - start
+    await client.close()
+    assert r["status"] == 408
+    assert elapsed < 1.5
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+async def test_timeout_bounds_a_stream_that_keeps_sending(server: FakeOpenAI, api: str) -> None:
+    server.drip_next(interval=0.4)  # every chunk on time, the whole answer far too late
+    client = make_client(server, timeout=1)
+    events = [e async for e in client.stream(STORY, api=api)]
+    await client.close()
+    last = final(events)
+    assert last.type == "error" and last.data["status"] == 408
+    assert "DeadlineExceededError" in last.data["error"]
+    record = await settled(server)
+    assert record.outcome == "client_closed" and record.events_sent < record.events_total
+    text = "".join(e.data["text"] for e in events if e.type == "text_delta")
+    assert last.result is not None and last.result.output == (text or None)
+
+
+async def test_per_call_timeout_bounds_a_stream(server: FakeOpenAI) -> None:
+    server.drip_next(interval=0.4)
+    client = make_client(server)
+    events = [e async for e in client.stream(STORY, timeout=1)]
+    await client.close()
+    assert final(events).data["status"] == 408
+
+
+@pytest.mark.parametrize("where", ["client", "call"])
+async def test_idle_timeout_ends_a_stalled_stream(server: FakeOpenAI, where: str) -> None:
+    server.stall_next(after_chunks=3)
+    if where == "client":
+        client = make_client(server, stream_idle_timeout=0.3, attempts=1)
+        stream = client.stream(STORY)
+    else:
+        client = make_client(server, attempts=1)
+        stream = client.stream(STORY, stream_idle_timeout=0.3)
+    events = [e async for e in stream]
+    await client.close()
+    last = final(events)
+    assert last.type == "error" and last.data["status"] == 408
+    assert "stream_idle_timeout" in last.data["error"]
+    assert last.result is not None and last.result.output  # what arrived is kept
+    assert last.result.usage.estimated and last.result.usage.output_tokens > 0
+    record = await settled(server)
+    assert record.outcome == "client_closed"
+
+
+async def test_idle_timeout_lets_a_slow_but_steady_stream_finish(server: FakeOpenAI) -> None:
+    server.drip_next(interval=0.05)
+    client = make_client(server, stream_idle_timeout=5)
+    events = [e async for e in client.stream(STORY)]
+    await client.close()
+    assert final(events).type == "done"
+
+
+async def test_idle_timeout_is_checked() -> None:
+    client = OpenAIClient(GPT5Nano, api_key="k", rate_limit_backend=None)
+    for bad in (0, -1, float("nan"), float("inf"), "1", True):
+        with pytest.raises(InvalidRequestError, match="stream_idle_timeout"):
+            client.stream(STORY, stream_idle_timeout=bad)
+    await client.close()
+    for bad in (0, float("nan"), "1"):
+        with pytest.raises(ConfigurationError, match="stream_idle_timeout"):
+            OpenAIClient(GPT5Nano, api_key="k", stream_idle_timeout=bad)
+
+
+async def test_unary_call_cut_by_the_deadline_reports_estimated_usage(server: FakeOpenAI) -> None:
+    server.stall_next()  # sent and received: the answer never comes
+    client = make_client(server, timeout=0.5)
+    result = await client.invoke(STORY)
+    stats = client.stats()["totals"]
+    await client.close()
+    assert result.status == 408 and "DeadlineExceededError" in result.error
+    assert result.usage.estimated
+    assert result.usage.input_tokens > 0 and result.usage.total_cost > 0
+    assert result.usage.output_tokens == 0
+    assert result.attempts == 1
+    assert stats["estimated"] == 1 and stats["failed"] == 1
+    assert stats["input_tokens"] == result.usage.input_tokens
+    assert stats["cost_usd"] == pytest.approx(result.usage.total_cost)
+
+
+async def test_stream_cut_by_the_deadline_reports_estimated_usage_the_same_way(
+    server: FakeOpenAI,
+) -> None:
+    server.stall_next(after_chunks=3)
+    client = make_client(server, timeout=0.5)
+    events = [e async for e in client.stream(STORY)]
+    unary = await client.invoke([{"role": "user", "content": "other"}], timeout=30)
+    stats = client.stats()["totals"]
+    await client.close()
+    last = final(events)
+    assert last.type == "error" and last.data["status"] == 408
+    usage = last.result.usage
+    assert usage.estimated and usage.input_tokens > 0 and usage.output_tokens > 0
+    assert last.result.attempts == 1
+    assert not unary.usage.estimated
+    assert stats["estimated"] == 1
+    assert stats["input_tokens"] == usage.input_tokens + unary.usage.input_tokens
+
+
+async def test_call_not_yet_sent_when_cut_reports_no_usage(server: FakeOpenAI) -> None:
+    client = make_client(server, rate_limit_backend="local", requests_per_minute=1)
+    await client.invoke(STORY)  # uses the one request of this minute
+    result = await client.invoke(STORY, timeout=0.3)  # waits in the limiter, never sent
+    await client.close()
+    assert result.status == 408
+    assert result.usage.total_tokens == 0 and not result.usage.estimated
+    assert server.count("chat") == 1
 
 
 # --- deadlines on an injected clock ----------------------------------------------------------

@@ -1,13 +1,15 @@
-"""llm_client.middleware.tokens: input tokens counted once per call, and the reservation the
-limiter takes (OpenAI's estimate: characters / 4 plus the output cap)."""
+"""llm_client.middleware.tokens: input tokens counted once per call, the reservation the
+limiter takes (OpenAI's estimate: characters / 4 plus the output cap), and an input over the
+model's limit refused before anything is sent (end to end at the end)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from llm_client import ContextLengthExceededError, GPT5Nano
+from llm_client import ContextLengthExceededError, GPT5Nano, OpenAIClient
 from llm_client.middleware import TokenCounting
 from llm_client.middleware.tokens import (
     estimate_input_tokens,
@@ -16,6 +18,7 @@ from llm_client.middleware.tokens import (
 )
 from llm_client.pipeline import Call
 from llm_client.result import LLMResult
+from llm_client.testing import FakeOpenAI
 from llm_client.tokens import count_tokens
 
 
@@ -98,3 +101,35 @@ def test_output_estimate(params: dict[str, Any], expected: int | None) -> None:
         assert estimate == estimate_output_tokens({}, GPT5Nano.max_output)
     else:
         assert estimate == expected
+
+
+# --- end to end: an input over the limit is refused before anything is sent ------------------
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as s:
+        yield s
+
+
+async def test_context_limit_raises_before_sending(server: FakeOpenAI) -> None:
+    """An input over the model's limit is bad input: it raises (as docs/api.md says), whatever
+    raise_on_error says, and a stream raises from its first iteration; nothing is sent."""
+    client = OpenAIClient(
+        GPT5Nano,
+        base_url=server.base_url,
+        api_key="sk-test-secret",
+        rate_limit_backend=None,
+        backoff=0.01,
+    )
+    huge = [{"role": "user", "content": "word " * 300_000}]
+    with pytest.raises(ContextLengthExceededError, match="272000") as info:
+        await client.get_response(messages=huge)
+    assert info.value.status == 400 and str(info.value).startswith("messages is too long")
+    with pytest.raises(ContextLengthExceededError, match="input is too long"):
+        await client.invoke(input="word " * 300_000, api="responses", raise_on_error=True)
+    stream = client.stream(messages=huge)
+    with pytest.raises(ContextLengthExceededError):
+        await stream.__anext__()
+    await client.close()
+    assert server.count() == 0

@@ -46,8 +46,9 @@ class HeaderFollowing:
     _limit_changes: int
     _paused_until: float
 
-    def _dispatch(self) -> None:  # pragma: no cover - Limiter's own
-        raise NotImplementedError
+    if TYPE_CHECKING:  # the queue's (WaitQueue); no stub at run time that could shadow it
+
+        def _dispatch(self) -> None: ...
 
     def update_from_headers(self, headers: Mapping[str, str], *, status: int | None = None) -> None:
         """Learn from a response's ``x-ratelimit-*`` headers (and a 429's retry-after).

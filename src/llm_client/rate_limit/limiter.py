@@ -1,5 +1,11 @@
 """The in-process :class:`Limiter`: a FIFO queue in front of a token and a request bucket
-(and an optional usage-based one), following the server's rate-limit headers."""
+(and an optional usage-based one), following the server's rate-limit headers.
+
+This module holds the limiter's buckets and its lease bookkeeping: sizing and padding a call,
+the fast path, taking a lease from every bucket on admission, giving it back, and settling it
+against the real usage on exit. The waiting line (the queue, its dispatch and timer) is the
+:class:`~.waiting.WaitQueue` mixin in ``waiting.py``; learning from the server's headers is
+the :class:`~.following.HeaderFollowing` mixin in ``following.py``."""
 
 from __future__ import annotations
 
@@ -22,17 +28,9 @@ from .checks import (
     check_rate,
 )
 from .following import HeaderFollowing
+from .waiting import WaitQueue, _Waiter
 
 # --- the limiter ------------------------------------------------------------------------------
-
-
-class _Waiter:
-    __slots__ = ("enqueued", "future", "lease")
-
-    def __init__(self, lease: _LocalLease, future: asyncio.Future[None], enqueued: float) -> None:
-        self.lease = lease
-        self.future = future
-        self.enqueued = enqueued
 
 
 class _LocalLease(Lease, AbstractAsyncContextManager[Lease]):
@@ -72,7 +70,7 @@ class _LocalLease(Lease, AbstractAsyncContextManager[Lease]):
             self._limiter._settle(self, exc)
 
 
-class Limiter(HeaderFollowing):
+class Limiter(WaitQueue, HeaderFollowing):
     """A token- and request-aware limiter for one process (see the module docs for the rules).
 
     :param tokens_per_minute: the token budget to start with (the model's TPM).
@@ -268,32 +266,6 @@ class Limiter(HeaderFollowing):
         self._admit(lease, now)
         return True
 
-    async def _acquire(self, lease: _LocalLease) -> None:
-        if self._closed:
-            raise RuntimeError("this rate limiter is closed")
-        self._check_size(lease.tokens, lease.requests)
-        now = self._now()
-        if not self._live and not self._wait(lease, now):
-            self._admit(lease, now)
-            return
-        waiter = _Waiter(lease, asyncio.get_running_loop().create_future(), now)
-        self._queue.append(waiter)
-        self._live += 1
-        self._queued_calls += 1
-        if self._live == 1:
-            self._dispatch()
-        try:
-            await waiter.future
-        except asyncio.CancelledError:
-            if waiter.future.done() and not waiter.future.cancelled():
-                # Admitted, but cancelled before it could run: give it all back.
-                self._give_back(lease)
-            else:
-                waiter.future.cancel()
-                self._live -= 1
-                self._dispatch()
-            raise
-
     def _admit(self, lease: _LocalLease, now: float) -> None:
         """Take the lease's amounts from every bucket (already refilled to ``now``)."""
         self._tokens._level -= lease.tokens
@@ -320,54 +292,6 @@ class Limiter(HeaderFollowing):
             self._usage.refund(lease.tokens, scale=lease._scale_usage)
         if self._live:
             self._dispatch()
-
-    def _dispatch(self) -> None:
-        """Admit waiters from the head of the queue while they fit; then arm one timer."""
-        queue = self._queue
-        now = self._now()
-        while queue:
-            head = queue[0]
-            if head.future.done():  # cancelled while waiting
-                queue.popleft()
-                continue
-            lease = head.lease
-            wait = self._wait(lease, now)
-            if wait > 0.0:
-                self._arm(head.future.get_loop(), now, wait)
-                return
-            queue.popleft()
-            self._live -= 1
-            self._admit(lease, now)
-            self._total_wait += now - head.enqueued
-            head.future.set_result(None)
-        self._disarm()
-
-    def _arm(self, loop: asyncio.AbstractEventLoop, now: float, wait: float) -> None:
-        at = now + wait
-        if self._timer is not None:
-            if self._timer_at <= at:
-                return  # an earlier wake-up is due anyway; it will look again
-            self._disarm()
-        self._timer_at = at
-        if self._loop_timers:
-            self._timer = loop.call_later(wait, self._on_timer)
-        else:
-            self._timer = loop.create_task(self._sleep_then_dispatch(wait))
-
-    def _disarm(self) -> None:
-        timer, self._timer = self._timer, None
-        self._timer_at = math.inf
-        if timer is not None:
-            timer.cancel()
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = math.inf
-        self._dispatch()
-
-    async def _sleep_then_dispatch(self, wait: float) -> None:
-        await self._clock.sleep(wait)
-        self._on_timer()
 
     # -- releasing ---------------------------------------------------------------------------
 
@@ -426,13 +350,3 @@ class Limiter(HeaderFollowing):
             "refunded_requests": self._refunded_requests,
             "charged_tokens": self._charged_tokens,
         }
-
-    async def aclose(self) -> None:
-        """Stop the timer and fail every waiter; the limiter accepts no more calls."""
-        self._closed = True
-        self._disarm()
-        while self._queue:
-            waiter = self._queue.popleft()
-            if not waiter.future.done():
-                waiter.future.set_exception(RuntimeError("this rate limiter was closed"))
-        self._live = 0
