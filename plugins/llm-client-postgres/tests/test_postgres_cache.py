@@ -645,3 +645,26 @@ async def test_mirror_pool_waits_instead_of_reporting_an_outage(
     assert backend._mirror is not None
     assert backend._mirror._redis().connection_pool.max_connections == 2
     assert "unavailable" not in caplog.text
+
+
+async def test_a_read_is_one_round_trip_the_pool_runs_no_reset_query(
+    backends: Backends,
+) -> None:
+    """asyncpg's pool would run ``... RESET ALL`` after every operation (a second round trip
+    per cache read); this backend's private pool leaves its sessions as they are, which is
+    safe because its own statements change no session state. Seen from the server: a
+    setting made in one operation is still there in the next (one pooled connection)."""
+    cache = backends.make(mirror=False, pg_pool_max_size=1)
+    store: Any = cache._store
+    await cache.put(_entry("k", output="v"))
+
+    async def set_timeout(conn: Any) -> None:
+        await conn.execute("SET statement_timeout = 4321")
+
+    async def show_timeout(conn: Any) -> str:
+        return str(await conn.fetchval("SHOW statement_timeout"))
+
+    await store.run(set_timeout)
+    assert await store.run(show_timeout) == "4321ms"
+    assert (await cache.get("k")) is not None
+    assert await store.run(show_timeout) == "4321ms"

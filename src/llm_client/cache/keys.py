@@ -125,6 +125,22 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# ``_ENCODER.encode`` builds its C encoder anew on every call; one built once encodes the
+# same text (what _canon returns is a fresh tree, so no cycle check is needed) in 2/3 the time.
+_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE: Any = (
+    None
+    if _make_encoder is None
+    else _make_encoder(
+        None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, False
+    )
+)
+
+
 def canonical_json(value: Any) -> str:
     """One JSON text per meaning: sorted keys, no whitespace, ASCII only.
 
@@ -132,7 +148,10 @@ def canonical_json(value: Any) -> str:
     ``1.0`` and ``1`` are the same number. Raises :class:`TypeError` for values that have no
     deterministic JSON form.
     """
-    return _ENCODER.encode(_canon(value))
+    canon = _canon(value)
+    if _C_ENCODE is None or type(canon) is not dict:  # pragma: no cover - no C accelerator
+        return _ENCODER.encode(canon)
+    return "".join(_C_ENCODE(canon, 0))
 
 
 def _sha256(text: str) -> str:

@@ -32,6 +32,18 @@ def row_key(key: str) -> str:
 
 T = TypeVar("T")
 
+
+async def _keep_session(conn: Any) -> None:
+    """What the pool does to a connection it takes back: nothing more than asyncpg's own
+    clean-up (listeners dropped, an open transaction rolled back).
+
+    By default asyncpg's pool also runs ``SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`` on every release: a second round trip per operation, about 75 µs
+    of a 185 µs read on a local server. This pool is private to the backend, whose statements
+    leave nothing for that to undo: no session advisory locks (the table's creation takes a
+    transaction-level one), cursors, LISTEN or SET. (asyncpg >= 0.30: ``create_pool(reset=)``.)
+    """
+
 _TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 #: What counts as "the server is not answering" (as opposed to a statement the server refused,
@@ -177,6 +189,7 @@ class PostgresStore:
                         "application_name": self.application_name,
                         "synchronous_commit": self.synchronous_commit,
                     },
+                    reset=_keep_session,
                 )
             return self._pool
 
