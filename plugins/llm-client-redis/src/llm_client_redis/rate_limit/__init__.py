@@ -31,13 +31,17 @@ using it, or ``fallback_share``). While it is down no call waits for Redis: ever
 ``reconnect_interval`` seconds a background probe tries it, and the limiter logs once and
 uses Redis again when the probe gets an answer.
 
-The package's modules: :mod:`.limiter` holds :class:`RedisLimiter` and its ``limit()``
-context manager.
+The package's modules:
+
+* :mod:`._layout`: the keys of a shared budget in Redis, and what each one holds;
+* :mod:`._scripts`: the Lua scripts (reserve, settle, cancel, sync, peek), as data;
+* :mod:`.limiter`: :class:`RedisLimiter` and its ``limit()`` context manager.
 """
 
 from __future__ import annotations
 
-from .limiter import DEFAULT_KEY, RedisLimiter
+from ._layout import DEFAULT_KEY
+from .limiter import RedisLimiter
 from .limiter import logger as logger  # the plugin's logger, as the module always had it
 
 __all__ = ["DEFAULT_KEY", "RedisLimiter"]

@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -36,256 +33,18 @@ from llm_client.rate_limit import (
 )
 
 from .._connect import check_max_connections, connect
+from ._layout import DEFAULT_KEY, keys_for, member_id, reply_float
+from ._scripts import SCRIPTS
 
-__all__ = ["DEFAULT_KEY", "RedisLimiter"]
+__all__ = ["RedisLimiter"]
 
 logger = logging.getLogger("llm_client_redis")
 
-DEFAULT_KEY = "llm_client:ratelimit"
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
-_MEMBER_WINDOW_US = 60_000_000
-
-# Times are microseconds; rates are per microsecond. ARGV[1] is a clock override for tests
-# ("" means the server's clock). A missing hash is a full bucket.
-#
-# KEYS[3] lists the schedule's pending entries in the order they were made, each
-# "kind seq m_t m_r d_t d_r": replaying one is ``tat = max(tat, m) + d`` per dimension. Kind
-# 'r' is a reservation (m = its slot, d = its amount over the rate), 'c' a charge at the end
-# of the schedule, 'f' a floor from a header (a pause). The hash keeps the base ``bt``/``br``
-# (the schedule with everything before the list applied), the latest folded slot ``bl``, and
-# the end of the schedule ``tt``/``tr``/``last``: always the base replayed through the list.
-# Entries leave the head of the list once nothing can undo them (a reservation whose slot has
-# come; any other entry ahead of the first pending reservation).
-#
-# Replaying is max-plus: from a base b the list ends at max(b + S, R), where S is the sum of
-# its d and R = max over entries j of (m_j + d_j + the d after j). With P_j the running sum of
-# d up to and including j (``pt`` at the end of the list, ``qt`` at its base), R = P_end +
-# max_j (m_j + d_j - P_j). Those keys never change, so a sorted set per dimension (KEYS[4],
-# KEYS[5]) keeps them and a refund, which lowers the base, finds the new end in O(log n).
-_PRELUDE = """
-local now
-if ARGV[1] ~= '' then
-  now = tonumber(ARGV[1])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local s = redis.call('HMGET', KEYS[1], 'tt', 'tr', 'last', 'seq', 'bt', 'br', 'bl', 'pt', 'pr',
-  'qt', 'qr')
-if not s[1] then redis.call('DEL', KEYS[3], KEYS[4], KEYS[5]) end
-local tt = tonumber(s[1]) or now
-local tr = tonumber(s[2]) or now
-local last = tonumber(s[3]) or now
-local seq = tonumber(s[4]) or 0
-local bt = tonumber(s[5]) or tt
-local br = tonumber(s[6]) or tr
-local bl = tonumber(s[7]) or last
-local pt, pr = tonumber(s[8]) or 0, tonumber(s[9]) or 0
-local qt, qr = tonumber(s[10]) or 0, tonumber(s[11]) or 0
-local n = redis.call('LLEN', KEYS[3])
-local function num(x) return string.format('%.17g', x) end
-local function parse(e)
-  local k, q, mt, mr, dt, dr = string.match(e, '^(%a) (%S+) (%S+) (%S+) (%S+) (%S+)$')
-  return k, q, tonumber(mt), tonumber(mr), tonumber(dt), tonumber(dr)
-end
-local function add(e, k, q, mt, mr, dt, dr)
-  tt = math.max(tt, mt) + dt
-  tr = math.max(tr, mr) + dr
-  pt, pr = pt + dt, pr + dr
-  redis.call('ZADD', KEYS[4], num(mt + dt - pt), q)
-  redis.call('ZADD', KEYS[5], num(mr + dr - pr), q)
-  if k == 'r' then last = mt end
-  redis.call('RPUSH', KEYS[3], e)
-  n = n + 1
-end
-local function push(k, mt, mr, dt, dr)
-  if n == 0 and (k ~= 'r' or mt <= now) then  -- nothing could undo it: straight to the base
-    tt = math.max(tt, mt) + dt
-    tr = math.max(tr, mr) + dr
-    if k == 'r' then last = mt end
-    bt, br, bl = tt, tr, last
-    return
-  end
-  local e = k .. ' ' .. seq .. ' ' .. num(mt) .. ' ' .. num(mr) .. ' ' .. num(dt) .. ' ' .. num(dr)
-  add(e, parse(e))
-end
-local function fold()
-  if n == 0 then return end
-  while n > 0 do
-    local e = redis.call('LINDEX', KEYS[3], 0)
-    local k, q, mt, mr, dt, dr = parse(e)
-    if k == 'r' and mt > now then break end
-    bt = math.max(bt, mt) + dt
-    br = math.max(br, mr) + dr
-    qt, qr = qt + dt, qr + dr
-    if k == 'r' then bl = mt end
-    redis.call('LPOP', KEYS[3])
-    redis.call('ZREM', KEYS[4], q)
-    redis.call('ZREM', KEYS[5], q)
-    n = n - 1
-  end
-  if n == 0 then
-    bt, br, bl, pt, pr, qt, qr = tt, tr, last, 0, 0, 0, 0
-    redis.call('DEL', KEYS[4], KEYS[5])
-  end
-end
-local function ends()  -- the end of the schedule from the base, in O(log n)
-  local t, r = bt + (pt - qt), br + (pr - qr)
-  local kt = redis.call('ZREVRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-  local kr = redis.call('ZREVRANGE', KEYS[5], 0, 0, 'WITHSCORES')
-  if kt[2] then t = math.max(t, pt + tonumber(kt[2])) end
-  if kr[2] then r = math.max(r, pr + tonumber(kr[2])) end
-  tt, tr = t, r
-end
-local function drop(seqs)  -- replays the list without these reservations: O(n)
-  local all, found = redis.call('LRANGE', KEYS[3], 0, -1), 0
-  for _, e in ipairs(all) do
-    local k, q = parse(e)
-    if k == 'r' and seqs[q] then found = found + 1 end
-  end
-  if found == 0 then return 0 end
-  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
-  tt, tr, last, pt, pr, qt, qr, n = bt, br, bl, 0, 0, 0, 0, 0
-  for _, e in ipairs(all) do
-    local k, q, mt, mr, dt, dr = parse(e)
-    if not (k == 'r' and seqs[q]) then add(e, k, q, mt, mr, dt, dr) end
-  end
-  return found
-end
-local function save(ct, rt, cr, rr)
-  fold()
-  redis.call('HSET', KEYS[1], 'tt', num(tt), 'tr', num(tr), 'last', num(last), 'seq', seq)
-  if n > 0 then
-    redis.call('HSET', KEYS[1], 'bt', num(bt), 'br', num(br), 'bl', num(bl), 'pt', num(pt),
-      'pr', num(pr), 'qt', num(qt), 'qr', num(qr))
-  elseif s[5] then  -- nothing pending: the base is the end, and the sums start again at 0
-    redis.call('HDEL', KEYS[1], 'bt', 'br', 'bl', 'pt', 'pr', 'qt', 'qr')
-  end
-  local idle = math.max(tt - now + ct / rt, tr - now + cr / rr, 0)
-  local ttl = math.ceil(idle / 1000) + 60000
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  if n > 0 then
-    for i = 3, 5 do redis.call('PEXPIRE', KEYS[i], ttl) end
-  end
-end
-local function levels(ct, rt, cr, rr)
-  return num(ct - rt * math.max(0, tt - now)), num(cr - rr * math.max(0, tr - now))
-end
-"""
-
-# ARGV: now, tokens, requests, cap_t, rate_t, cap_r, rate_r, member
-_RESERVE = (
-    _PRELUDE
-    + """
-local a_t, a_r = tonumber(ARGV[2]), tonumber(ARGV[3])
-local ct, rt, cr, rr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local at = math.max(now, last,
-  tt - (ct - math.min(a_t, ct)) / rt,
-  tr - (cr - math.min(a_r, cr)) / rr)
-seq = seq + 1
-push('r', at, at, a_t / rt, a_r / rr)
-save(ct, rt, cr, rr)
-redis.call('ZADD', KEYS[2], now, ARGV[8])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60000000)
-redis.call('PEXPIRE', KEYS[2], 120000)
-local lt, lr = levels(ct, rt, cr, rr)
-return {num(at), num(now), seq, redis.call('ZCARD', KEYS[2]), lt, lr}
-"""
-)
-
-# ARGV: now, credit_t, credit_r (negative: a charge), cap_t, rate_t, cap_r, rate_r.
-# A refund lands now, ahead of every reservation still waiting: it lifts the base (never
-# above a full bucket at this instant) and the schedule is replayed from there, so what it
-# frees reaches the end of the schedule only as far as the waiting reservations leave room
-# (a bucket that fills up before a waiting slot absorbs it). Reserved slots never move. A
-# charge is debt at the end of the schedule, recorded as an entry so a replay keeps it.
-# Returns when it took effect, now, the levels and what was really credited (or charged).
-_SETTLE = (
-    _PRELUDE
-    + """
-local ct, rt, cr, rr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local d_t, d_r = tonumber(ARGV[2]), tonumber(ARGV[3])
-fold()
-local function refund(base, d, rate)
-  if d <= 0 or base <= now then return base, 0 end
-  local lifted = math.max(base - d / rate, now)
-  return lifted, (base - lifted) * rate
-end
-local gt, gr = 0, 0
-bt, gt = refund(bt, d_t, rt)
-br, gr = refund(br, d_r, rr)
-local f = now
-if gt > 0 or gr > 0 then ends() end
-seq = seq + 1
-if d_t < 0 or d_r < 0 then
-  f = math.max(now, last)
-  push('c', d_t < 0 and now or -1, d_r < 0 and now or -1, math.max(0, -d_t) / rt,
-    math.max(0, -d_r) / rr)
-  if d_t < 0 then gt = d_t end
-  if d_r < 0 then gr = d_r end
-end
-save(ct, rt, cr, rr)
-local lt, lr = levels(ct, rt, cr, rr)
-return {num(f), num(now), lt, lr, num(gt), num(gr)}
-"""
-)
-
-# ARGV: now, cap_t, rate_t, cap_r, rate_r, then the seqs of the reservations to give back.
-# Each one still waiting leaves the schedule as if it had never been made: the rest is
-# replayed without it (no other slot moves). Returns how many were found.
-_CANCEL = (
-    _PRELUDE
-    + """
-fold()
-local seqs = {}
-for i = 6, #ARGV do seqs[ARGV[i]] = true end
-local found = drop(seqs)
-if found > 0 then seq = seq + 1 end
-save(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
-return found
-"""
-)
-
-# ARGV: now, pause_t, pause_r (us), remaining_t, remaining_r ('' = none), cap_t, rate_t,
-# cap_r, rate_r, server limit_t, server limit_r ('' = none: keep what is stored)
-_SYNC = (
-    _PRELUDE
-    + """
-local ct, rt, cr, rr = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local ft, fr = tt, tr
-if ARGV[10] ~= nil and ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'lt', ARGV[10]) end
-if ARGV[11] ~= nil and ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'lr', ARGV[11]) end
-if ARGV[2] ~= '' then tt = math.max(tt, now + ct / rt + tonumber(ARGV[2])) end
-if ARGV[3] ~= '' then tr = math.max(tr, now + cr / rr + tonumber(ARGV[3])) end
-if ARGV[4] ~= '' then tt = math.max(tt, now + (ct - math.min(tonumber(ARGV[4]), ct)) / rt) end
-if ARGV[5] ~= '' then tr = math.max(tr, now + (cr - math.min(tonumber(ARGV[5]), cr)) / rr) end
-seq = seq + 1
-if tt ~= ft or tr ~= fr then  -- a floor the schedule keeps, whatever is given back later
-  push('f', tt ~= ft and tt or -1, tr ~= fr and tr or -1, 0, 0)
-end
-save(ct, rt, cr, rr)
-local lt, lr = levels(ct, rt, cr, rr)
-return {lt, lr}
-"""
-)
-
-# ARGV: now, cap_t, rate_t, cap_r, rate_r
-_PEEK = (
-    _PRELUDE
-    + """
-local lt, lr = levels(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
-local sl = redis.call('HMGET', KEYS[1], 'lt', 'lr')
-return {lt, lr, num(now), num(last), sl[1] or '', sl[2] or ''}
-"""
-)
 
 
 class _Unavailable(Exception):
     """Redis failed or is waiting out its reconnect interval: use the local fallback."""
-
-
-def _float(raw: Any) -> float:
-    return float(raw.decode() if isinstance(raw, bytes) else raw)
 
 
 class _RedisLimit(AbstractAsyncContextManager[Lease]):
@@ -399,9 +158,8 @@ class RedisLimiter:
             what="rate limiter",
         )
         self.key = key
-        # One hash tag, so all its keys live in the same cluster slot.
-        self._keys = [f"{{{key}}}:{part}" for part in ("state", "members", "pending", "kt", "kr")]
-        self._member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._keys = keys_for(key)
+        self._member = member_id()
         self._clock: Clock = clock if clock is not None else DEFAULT_CLOCK
         self._server_clock = server_clock
         self._fallback_share = fallback_share
@@ -479,13 +237,7 @@ class RedisLimiter:
                 command_timeout=self._command_timeout,
                 max_connections=self._redis_max_connections,
             )
-            for name, source in (
-                ("reserve", _RESERVE),
-                ("settle", _SETTLE),
-                ("cancel", _CANCEL),
-                ("sync", _SYNC),
-                ("peek", _PEEK),
-            ):
+            for name, source in SCRIPTS.items():
                 self._scripts[name] = self._client.register_script(source)
         return self._client
 
@@ -580,9 +332,9 @@ class RedisLimiter:
             except asyncio.CancelledError:
                 task.add_done_callback(self._undo_when_done)
                 raise
-        at, now, seq = _float(reply[0]), _float(reply[1]), int(reply[2])
+        at, now, seq = reply_float(reply[0]), reply_float(reply[1]), int(reply[2])
         self._members = int(reply[3])
-        self._level_tokens, self._level_requests = _float(reply[4]), _float(reply[5])
+        self._level_tokens, self._level_requests = reply_float(reply[4]), reply_float(reply[5])
         lease.admitted_at = at / 1e6
         wait = (at - now) / 1e6
         # Wake no earlier than the callers of this process that reserved before: each wake-up
@@ -659,8 +411,8 @@ class RedisLimiter:
             reply = await asyncio.shield(task)
         except _Unavailable:
             return  # Redis is down: the estimate stands (the fallback takes over from here)
-        self._level_tokens, self._level_requests = _float(reply[2]), _float(reply[3])
-        self._settled(_float(reply[0]) / 1e6, _float(reply[4]), _float(reply[5]))
+        self._level_tokens, self._level_requests = reply_float(reply[2]), reply_float(reply[3])
+        self._settled(reply_float(reply[0]) / 1e6, reply_float(reply[4]), reply_float(reply[5]))
 
     def _settled(self, at: float, credit_tokens: float, credit_requests: float) -> None:
         """Hook: a reconciliation took effect at ``at`` (server seconds); for subclasses.
@@ -724,7 +476,7 @@ class RedisLimiter:
         except _Unavailable:
             return  # the fallback (or the next call) copes; try again next time
         self._limits_loaded = True
-        stored = [_float(v) if v not in (b"", "") else None for v in reply[4:6]]
+        stored = [reply_float(v) if v not in (b"", "") else None for v in reply[4:6]]
         if self._server_limits == (None, None):
             self._adopt(stored[0], stored[1])
 
@@ -733,7 +485,7 @@ class RedisLimiter:
             reply = await self._run("sync", args)
         except _Unavailable:
             return
-        self._level_tokens, self._level_requests = _float(reply[0]), _float(reply[1])
+        self._level_tokens, self._level_requests = reply_float(reply[0]), reply_float(reply[1])
 
     async def flush(self) -> None:
         """Wait until every background write (header syncs, cancellations) has landed."""
@@ -743,7 +495,7 @@ class RedisLimiter:
     async def levels(self) -> tuple[float, float]:
         """The shared levels now (tokens, requests), read from Redis."""
         reply = await self._run("peek", [self._now_arg(), *self._shape()])
-        self._level_tokens, self._level_requests = _float(reply[0]), _float(reply[1])
+        self._level_tokens, self._level_requests = reply_float(reply[0]), reply_float(reply[1])
         return self._level_tokens, self._level_requests
 
     # -- observing -----------------------------------------------------------------------------
