@@ -35,6 +35,8 @@ The package's modules:
 
 * :mod:`._layout`: the keys of a shared budget in Redis, and what each one holds;
 * :mod:`._scripts`: the Lua scripts (reserve, settle, cancel, sync, peek), as data;
+* :mod:`._link`: the client, its health-checked round trips, the background probe and the
+  local share while Redis is down;
 * :mod:`.limiter`: :class:`RedisLimiter` and its ``limit()`` context manager.
 """
 

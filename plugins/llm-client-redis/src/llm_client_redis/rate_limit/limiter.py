@@ -6,7 +6,6 @@ settlement of calls on the shared schedule, the header following, and its statis
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
@@ -14,13 +13,11 @@ from types import TracebackType
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from llm_client.clock import DEFAULT_CLOCK, Clock
 from llm_client.config import connection_string
 from llm_client.config import redis_url as check_redis_url
 from llm_client.exceptions import ConfigurationError, RequestTooLargeError
-from llm_client.health import ServiceHealth
 from llm_client.rate_limit import (
     Lease,
     Limiter,
@@ -32,19 +29,13 @@ from llm_client.rate_limit import (
     check_rate,
 )
 
-from .._connect import check_max_connections, connect
+from .._connect import check_max_connections
 from ._layout import DEFAULT_KEY, keys_for, member_id, reply_float
-from ._scripts import SCRIPTS
+from ._link import RedisLink, Unavailable
 
 __all__ = ["RedisLimiter"]
 
 logger = logging.getLogger("llm_client_redis")
-
-_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
-
-
-class _Unavailable(Exception):
-    """Redis failed or is waiting out its reconnect interval: use the local fallback."""
 
 
 class _RedisLimit(AbstractAsyncContextManager[Lease]):
@@ -65,7 +56,7 @@ class _RedisLimit(AbstractAsyncContextManager[Lease]):
         self._rates = (limiter._tpm, limiter._rpm)
         try:
             self._seq = await limiter._reserve(self._lease)
-        except _Unavailable:
+        except Unavailable:
             self._inner = limiter._local().limit(self._lease.tokens, self._lease.requests)  # type: ignore[arg-type]
             limiter._fallback_calls += 1
             return await self._inner.__aenter__()
@@ -162,18 +153,23 @@ class RedisLimiter:
         self._member = member_id()
         self._clock: Clock = clock if clock is not None else DEFAULT_CLOCK
         self._server_clock = server_clock
-        self._fallback_share = fallback_share
-        self._connect_timeout = connect_timeout
-        self._command_timeout = command_timeout
-        self._redis_max_connections = check_max_connections(redis_max_connections)
-        self.health = ServiceHealth(
-            "Redis", self.url, logger=logger, reconnect_interval=reconnect_interval, clock=clock
+        self._link = RedisLink(
+            self.url,
+            self._keys,
+            probe_args=lambda: [self._now_arg(), *self._shape()],
+            logger=logger,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+            max_connections=check_max_connections(redis_max_connections),
+            reconnect_interval=reconnect_interval,
+            fallback_share=fallback_share,
+            burst_seconds=self._burst_seconds,
+            clock=self._clock,
+            health_clock=clock,
         )
-        self._client: aioredis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
+        self.health = self._link.health
+        self._background = self._link.background  # round trips still running
         self._lock = asyncio.Lock()
-        self._background: set[asyncio.Task[Any]] = set()
-        self._fallback: Limiter | None = None
         self._closed = False
         self._members = 0
         self._level_tokens = self._cap_t()
@@ -230,72 +226,11 @@ class RedisLimiter:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _redis(self) -> aioredis.Redis:
-        if self._client is None:
-            self._client = connect(
-                self.url,
-                connect_timeout=self._connect_timeout,
-                command_timeout=self._command_timeout,
-                max_connections=self._redis_max_connections,
-            )
-            for name, source in SCRIPTS.items():
-                self._scripts[name] = self._client.register_script(source)
-        return self._client
-
-    async def _run(self, name: str, args: list[Any]) -> Any:
-        """Run one script atomically on the server; raise _Unavailable if Redis is down.
-
-        While Redis is down nobody waits for it: when an attempt is due, a background probe
-        makes it, and this call is told to use the fallback at once.
-        """
-        if not self.health.up:
-            if self.health.should_try():
-                self._spawn(self._probe())
-            raise _Unavailable
-        return await self._call(name, args)
-
-    async def _call(self, name: str, args: list[Any]) -> Any:
-        """One round trip, bounded by ``command_timeout`` whatever the socket does."""
-        client = self._redis()
-        try:
-            result = await asyncio.wait_for(
-                self._scripts[name](keys=self._keys, args=args, client=client),
-                self._command_timeout,
-            )
-        except _FAILURES as exc:
-            self.health.failed(exc)
-            raise _Unavailable from exc
-        if not self.health.up:
-            self._fallback = None  # the next outage starts with a fresh local share
-        self.health.succeeded()
-        return result
-
-    async def _probe(self) -> None:
-        """Try Redis once in the background while it is down (a read, changes nothing)."""
-        with contextlib.suppress(_Unavailable):
-            await self._call("peek", [self._now_arg(), *self._shape()])
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._forget)
-        return task
-
-    def _forget(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a failed background write is already logged
+        return self._link.redis()
 
     def _local(self) -> Limiter:
         """The fallback limiter, with this process's share of the budget."""
-        if self._fallback is None:
-            share = self._fallback_share or 1.0 / max(1, self._members)
-            self._fallback = Limiter(
-                self._tpm * share,
-                self._rpm * share,
-                burst_seconds=self._burst_seconds,
-                clock=self._clock,
-            )
-        return self._fallback
+        return self._link.local(self._tpm, self._rpm, self._members)
 
     # -- acquiring ---------------------------------------------------------------------------
 
@@ -326,7 +261,7 @@ class RedisLimiter:
         args = [self._now_arg(), repr(lease.tokens), repr(lease.requests), *self._shape()]
         args.append(self._member)
         async with self._lock:  # this process's callers reserve in arrival order
-            task = self._spawn(self._run("reserve", args))
+            task = self._link.spawn(self._link.run("reserve", args))
             try:
                 reply = await asyncio.shield(task)
             except asyncio.CancelledError:
@@ -368,7 +303,7 @@ class RedisLimiter:
         """Queue a cancelled reservation; waiters cancelled together go back in one trip."""
         self._to_cancel.append(seq)
         if len(self._to_cancel) == 1:
-            self._spawn(self._cancel())
+            self._link.spawn(self._cancel())
 
     async def _cancel(self) -> None:
         # The lock puts the cancellations ahead of this process's next reservation, which
@@ -378,8 +313,8 @@ class RedisLimiter:
             if not seqs:
                 return
             try:
-                undone = await self._run("cancel", [self._now_arg(), *self._shape(), *seqs])
-            except _Unavailable:
+                undone = await self._link.run("cancel", [self._now_arg(), *self._shape(), *seqs])
+            except Unavailable:
                 return  # the schedule keeps the slots: never over budget, at worst unused
         self._lost_slots += len(seqs) - int(undone)
 
@@ -406,10 +341,10 @@ class RedisLimiter:
             if credit_r > 0 and self._rpm < rates[1]:
                 credit_r *= self._rpm / rates[1]
         args = [self._now_arg(), repr(credit_t), repr(credit_r), *self._shape()]
-        task = self._spawn(self._run("settle", args))
+        task = self._link.spawn(self._link.run("settle", args))
         try:
             reply = await asyncio.shield(task)
-        except _Unavailable:
+        except Unavailable:
             return  # Redis is down: the estimate stands (the fallback takes over from here)
         self._level_tokens, self._level_requests = reply_float(reply[2]), reply_float(reply[3])
         self._settled(reply_float(reply[0]) / 1e6, reply_float(reply[4]), reply_float(reply[5]))
@@ -447,8 +382,8 @@ class RedisLimiter:
                 pause_t = repr(info.pause_seconds(tokens=True) * 1e6)
             if requests_out:
                 pause_r = repr(info.pause_seconds(tokens=False) * 1e6)
-        if self._fallback is not None:
-            self._fallback.update_from_headers(headers, status=status)
+        if self._link.fallback is not None:
+            self._link.fallback.update_from_headers(headers, status=status)
         # A remaining count at or above the burst cannot lower the level: no round trip.
         rt, rr = info.remaining_tokens, info.remaining_requests
         rem_t = repr(rt) if rt is not None and rt < self._cap_t() else ""
@@ -456,7 +391,7 @@ class RedisLimiter:
         if pause_t or pause_r or rem_t or rem_r or new_t is not None or new_r is not None:
             args = [self._now_arg(), pause_t, pause_r, rem_t, rem_r, *self._shape()]
             args += ["" if new_t is None else repr(new_t), "" if new_r is None else repr(new_r)]
-            self._spawn(self._sync(args))
+            self._link.spawn(self._sync(args))
 
     def _adopt(self, limit_t: float | None, limit_r: float | None) -> None:
         """Take the server's limits (either may be None: unchanged) as the budget in force."""
@@ -472,8 +407,8 @@ class RedisLimiter:
     async def _load_limits(self) -> None:
         """Adopt the server's limits another process stored (once, before the first call)."""
         try:
-            reply = await self._run("peek", [self._now_arg(), *self._shape()])
-        except _Unavailable:
+            reply = await self._link.run("peek", [self._now_arg(), *self._shape()])
+        except Unavailable:
             return  # the fallback (or the next call) copes; try again next time
         self._limits_loaded = True
         stored = [reply_float(v) if v not in (b"", "") else None for v in reply[4:6]]
@@ -482,19 +417,18 @@ class RedisLimiter:
 
     async def _sync(self, args: list[str]) -> None:
         try:
-            reply = await self._run("sync", args)
-        except _Unavailable:
+            reply = await self._link.run("sync", args)
+        except Unavailable:
             return
         self._level_tokens, self._level_requests = reply_float(reply[0]), reply_float(reply[1])
 
     async def flush(self) -> None:
         """Wait until every background write (header syncs, cancellations) has landed."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self._link.flush()
 
     async def levels(self) -> tuple[float, float]:
         """The shared levels now (tokens, requests), read from Redis."""
-        reply = await self._run("peek", [self._now_arg(), *self._shape()])
+        reply = await self._link.run("peek", [self._now_arg(), *self._shape()])
         self._level_tokens, self._level_requests = reply_float(reply[0]), reply_float(reply[1])
         return self._level_tokens, self._level_requests
 
@@ -529,9 +463,4 @@ class RedisLimiter:
     async def aclose(self) -> None:
         """Finish background writes and close the connection."""
         self._closed = True
-        await self.flush()
-        if self._fallback is not None:
-            await self._fallback.aclose()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._link.aclose()
