@@ -37,8 +37,10 @@ The package's modules:
 * :mod:`._scripts`: the Lua scripts (reserve, settle, cancel, sync, peek), as data;
 * :mod:`._link`: the client, its health-checked round trips, the background probe and the
   local share while Redis is down;
+* :mod:`._admission`: ``limit()``'s context manager, and reserving, giving back and
+  settling calls on the shared schedule (a mixin);
 * :mod:`._following`: what the limiter learns from response headers (a mixin);
-* :mod:`.limiter`: :class:`RedisLimiter` and its ``limit()`` context manager.
+* :mod:`.limiter`: :class:`RedisLimiter`: its configuration, levels and statistics.
 """
 
 from __future__ import annotations
