@@ -1,4 +1,9 @@
-"""The Batch API round trip, now :mod:`llm_client.batch.api`; this name stays importable."""
+"""A compatibility alias of :mod:`llm_client.batch.api` (the Batch API round trip).
+
+``llm_client.batch_api`` is the module's former name, kept so that code importing it goes on
+working (docs/batch.md and docs/api.md mention it as such). It only re-exports; new code
+imports :mod:`llm_client.batch.api`.
+"""
 
 from .batch.api import (
     MAX_BYTES,

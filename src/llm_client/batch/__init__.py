@@ -36,8 +36,9 @@ file (``<output>.errors.jsonl`` unless named), rewritten on every run; every goo
 The package's modules: :mod:`.input` (parsing lines), :mod:`.output` (the output and errors
 files, resume state), :mod:`.lines` (OpenAI's output line shapes), :mod:`.runner`
 (:func:`run_file`), :mod:`.estimate` (the dry run), :mod:`.summary` (:class:`BatchSummary`,
-progress), :mod:`.api` (the same file through OpenAI's Batch API; also importable as
-``llm_client.batch_api``) and :mod:`.cli` (``llm-client batch``).
+progress), :mod:`.api` (the same file through OpenAI's Batch API, with its private parts
+``_api_parts``, ``_api_state`` and ``_api_collect``; also importable under the compatibility
+alias ``llm_client.batch_api``) and :mod:`.cli` (``llm-client batch``).
 """
 
 from .estimate import DEFAULT_ASSUMED_OUTPUT_TOKENS as DEFAULT_ASSUMED_OUTPUT_TOKENS

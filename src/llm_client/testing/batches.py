@@ -1,11 +1,11 @@
-"""The fake server's Files and Batch APIs: ``/v1/files`` and ``/v1/batches``.
+"""The fake server's Batch API, ``/v1/batches``: batches, their lifecycle and their answers.
 
+:class:`BatchesAPI` is also the fake's Files API (``/v1/files``, in :mod:`.files`, which it
+extends): a batch reads its input file there and writes its output and error files there.
 Shapes follow openai-python's types (``FileObject``, ``Batch``, ``BatchRequestCounts``,
 ``BatchError``, ``BatchUsage``) and openai-openapi's ``BatchRequestOutput`` for the lines of
 the output and error files:
 
-* ``POST /v1/files`` (multipart ``file`` + ``purpose``), ``GET /v1/files/{id}``,
-  ``GET /v1/files/{id}/content``, ``DELETE /v1/files/{id}``;
 * ``POST /v1/batches`` (``input_file_id``, ``endpoint``, ``completion_window`` which must be
   ``"24h"``, ``metadata``), ``GET /v1/batches/{id}``, ``GET /v1/batches``,
   ``POST /v1/batches/{id}/cancel``.
@@ -13,10 +13,11 @@ the output and error files:
 The lifecycle is OpenAI's: ``validating`` -> ``in_progress`` -> ``finalizing`` ->
 ``completed``; or ``failed`` when the input file is invalid (not JSONL, a ``custom_id``
 repeated, a line whose ``url`` is not the batch's endpoint, more than 50,000 requests, more
-than 200 MB, more than one model, more than 50,000 embedding inputs), with ``errors.data``
-naming the line; ``cancelling`` -> ``cancelled`` after a cancel (partial results in the output
-file); ``expired`` when :meth:`BatchesAPI.expire` is called (the completion window passing),
-where unfinished requests go to the error file with code ``batch_expired``.
+than 200 MB, more than one model, more than 50,000 embedding inputs: the checks of
+:mod:`.batch_input`), with ``errors.data`` naming the line; ``cancelling`` -> ``cancelled``
+after a cancel (partial results in the output file); ``expired`` when
+:meth:`BatchesAPI.expire` is called (the completion window passing), where unfinished
+requests go to the error file with code ``batch_expired``.
 
 Each request line is answered by the fake server itself: the batch posts it to its own
 ``/v1/...`` endpoint, so injected faults apply (a 500 there becomes a line of the error file)
@@ -37,40 +38,21 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientSession, web
 
+from .batch_input import MAX_BYTES as MAX_BYTES
+from .batch_input import MAX_EMBEDDING_INPUTS as MAX_EMBEDDING_INPUTS
+from .batch_input import MAX_REQUESTS as MAX_REQUESTS
+from .batch_input import check_input
+from .files import FilesAPI, _File
+from .files import invalid_request as _error
+
 if TYPE_CHECKING:
     from .server import FakeOpenAI
 
 __all__ = ["MAX_BYTES", "MAX_EMBEDDING_INPUTS", "MAX_REQUESTS", "BatchesAPI"]
 
-#: OpenAI's limits for one batch's input file (openai-python ``batch_create_params``).
-MAX_REQUESTS = 50_000
-MAX_BYTES = 200 * 1024 * 1024
-MAX_EMBEDDING_INPUTS = 50_000
 _ENDPOINTS = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings")
 _TERMINAL = ("failed", "completed", "expired", "cancelled")
 _WINDOW = 24 * 3600
-
-
-@dataclass
-class _File:
-    id: str
-    filename: str
-    purpose: str
-    data: bytes
-    created_at: int
-
-    def obj(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "file",
-            "bytes": len(self.data),
-            "created_at": self.created_at,
-            "filename": self.filename,
-            "purpose": self.purpose,
-            "status": "processed",
-            "expires_at": None,
-            "status_details": None,
-        }
 
 
 @dataclass
@@ -85,37 +67,19 @@ class _Batch:
     task: asyncio.Task[None] | None = None
 
 
-def _line_error(
-    code: str, message: str, line: int | None = None, param: str | None = None
-) -> dict[str, Any]:
-    """One entry of a failed batch's ``errors.data`` (openai-python ``BatchError``)."""
-    return {"code": code, "message": message, "param": param, "line": line}
-
-
-def _error(status: int, message: str, param: str | None = None) -> web.Response:
-    body = {
-        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}
-    }
-    return web.json_response(body, status=status)
-
-
-class BatchesAPI:
+class BatchesAPI(FilesAPI):
     """Files and batches of one :class:`~llm_client.testing.server.FakeOpenAI`."""
 
     def __init__(self, server: FakeOpenAI, *, concurrency: int = 16) -> None:
-        self.server = server
+        super().__init__(server)
         self.concurrency = concurrency
-        self.files: dict[str, _File] = {}
         self.batches: dict[str, _Batch] = {}
         #: Keep new batches in ``validating`` until :meth:`release` (to watch or cancel them).
         self.hold = False
         self._released = asyncio.Event()
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_post("/v1/files", self._create_file)
-        router.add_get("/v1/files/{file_id}", self._get_file)
-        router.add_get("/v1/files/{file_id}/content", self._file_content)
-        router.add_delete("/v1/files/{file_id}", self._delete_file)
+        super().add_routes(router)
         router.add_post("/v1/batches", self._create_batch)
         router.add_get("/v1/batches", self._list_batches)
         router.add_get("/v1/batches/{batch_id}", self._get_batch)
@@ -148,65 +112,6 @@ class BatchesAPI:
             batch.task.cancel()
         message = "This request could not be executed before the completion window expired."
         self._finish(batch, "expired", unfinished=("batch_expired", message))
-
-    # --- files ------------------------------------------------------------------------------
-
-    def _auth(self, request: web.Request) -> web.Response | None:
-        return self.server._auth_error(request)
-
-    async def _create_file(self, request: web.Request) -> web.StreamResponse:
-        self.server._record(request, "files", None)
-        if (denied := self._auth(request)) is not None:
-            return denied
-        form = await request.post()
-        upload = form.get("file")
-        purpose = form.get("purpose")
-        if not hasattr(upload, "file"):
-            return _error(400, "'file' is a required multipart field", "file")
-        if not isinstance(purpose, str) or not purpose:
-            return _error(400, "'purpose' is a required field", "purpose")
-        data = upload.file.read()  # type: ignore[union-attr]
-        file = _File(
-            self.server._new_id("file-"),
-            str(getattr(upload, "filename", "") or "upload.jsonl"),
-            purpose,
-            data,
-            int(time.time()),
-        )
-        self.files[file.id] = file
-        return web.json_response(file.obj())
-
-    async def _get_file(self, request: web.Request) -> web.StreamResponse:
-        if (denied := self._auth(request)) is not None:
-            return denied
-        file = self.files.get(request.match_info["file_id"])
-        if file is None:
-            return _error(404, f"No such File object: {request.match_info['file_id']}", "id")
-        return web.json_response(file.obj())
-
-    async def _file_content(self, request: web.Request) -> web.StreamResponse:
-        self.server._record(request, "files", None)
-        if (denied := self._auth(request)) is not None:
-            return denied
-        file = self.files.get(request.match_info["file_id"])
-        if file is None:
-            return _error(404, f"No such File object: {request.match_info['file_id']}", "id")
-        return web.Response(body=file.data, content_type="application/octet-stream")
-
-    async def _delete_file(self, request: web.Request) -> web.StreamResponse:
-        if (denied := self._auth(request)) is not None:
-            return denied
-        file_id = request.match_info["file_id"]
-        if self.files.pop(file_id, None) is None:
-            return _error(404, f"No such File object: {file_id}", "id")
-        return web.json_response({"id": file_id, "object": "file", "deleted": True})
-
-    def _new_file(self, purpose: str, lines: list[bytes], name: str) -> str | None:
-        if not lines:
-            return None
-        file = _File(self.server._new_id("file-"), name, purpose, b"".join(lines), int(time.time()))
-        self.files[file.id] = file
-        return file.id
 
     # --- batches ----------------------------------------------------------------------------
 
@@ -310,52 +215,11 @@ class BatchesAPI:
     # --- processing -------------------------------------------------------------------------
 
     def _validate(self, batch: _Batch, file: _File) -> list[dict[str, Any]] | None:
-        errors: list[dict[str, Any]] = []
-        lines: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        models: set[str] = set()
-        inputs = 0
-        endpoint = batch.data["endpoint"]
-        if len(file.data) > MAX_BYTES:
-            errors.append(_line_error("file_too_large", "The input file exceeds 200 MB."))
-        for number, raw in enumerate(file.data.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-                cid, url, body = line["custom_id"], line["url"], line["body"]
-            except (ValueError, KeyError, TypeError):
-                message = "This line is not valid JSON or lacks custom_id, url or body."
-                errors.append(_line_error("invalid_json_line", message, number))
-                continue
-            if cid in seen:
-                message = f"The custom_id '{cid}' is not unique."
-                errors.append(_line_error("duplicate_custom_id", message, number, "custom_id"))
-            if url != endpoint:
-                message = f"The url '{url}' does not match the batch's endpoint '{endpoint}'."
-                errors.append(_line_error("mismatched_endpoint", message, number, "url"))
-            seen.add(cid)
-            if isinstance(body, dict):
-                models.add(str(body.get("model")))
-                if endpoint == "/v1/embeddings":
-                    value = body.get("input")
-                    inputs += len(value) if isinstance(value, list) else 1
-            lines.append(line)
-        if len(lines) > MAX_REQUESTS:
-            message = f"The batch has more than {MAX_REQUESTS} requests."
-            errors.append(_line_error("too_many_requests", message))
-        if inputs > MAX_EMBEDDING_INPUTS:
-            message = f"The batch has more than {MAX_EMBEDDING_INPUTS} embedding inputs."
-            errors.append(_line_error("too_many_embedding_inputs", message))
-        if len(models) > 1:
-            message = "All requests in a batch must use the same model."
-            errors.append(_line_error("mixed_models", message, None, "model"))
-        if not lines and not errors:
-            errors.append(_line_error("empty_file", "The input file has no requests."))
+        lines, model, errors = check_input(file.data, batch.data["endpoint"])
         if errors:
             batch.data["errors"] = {"object": "list", "data": errors}
             return None
-        batch.data["model"] = next(iter(models)) if models else None
+        batch.data["model"] = model
         return lines
 
     async def _run(self, batch: _Batch, file: _File, auth: str) -> None:

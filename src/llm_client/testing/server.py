@@ -13,9 +13,9 @@ is what the pytest fixture ``fake_openai`` uses so that sync and async tests can
 
 This module holds :class:`FakeOpenAI` itself: its options, routes, lifecycle and request log.
 Each API is answered by its own mixin (``chat.py``, ``responses.py``, ``embeddings.py``; the
-Files and Batch APIs in ``batches.py``) built on the shared plumbing of ``exchange.py``;
-``faults.py`` holds the fault queue and ``headers.py`` the rate-limit headers. The public names
-are re-exported here and from :mod:`llm_client.testing`.
+Files and Batch APIs in ``files.py`` and ``batches.py``) built on the shared plumbing of
+``exchange.py``; ``faults.py`` holds the fault queue and ``headers.py`` the rate-limit headers.
+The public names are re-exported here and from :mod:`llm_client.testing`.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ class FakeOpenAI(ChatAPI, ResponsesAPI, EmbeddingsAPI):
         self.cached_tokens = cached_tokens
         self.cache_write_tokens = 0
         self.models = models_api.default_models()
-        #: The Files and Batch APIs (``/v1/files``, ``/v1/batches``): see ``batches.py``.
+        #: The Files and Batch APIs (``/v1/files``, ``/v1/batches``): see ``batches.py``
+        #: (and ``files.py``, which it extends).
         self.batches = batches_api.BatchesAPI(self)
         #: The tool script for requests that carry none (see tools_script.py).
         self.tool_script: tools_script.ToolScript | None = None
