@@ -174,3 +174,13 @@ async def test_a_write_that_cannot_finish_is_cut_and_its_connection_closed(
         assert await client.ping()  # on a new connection
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("name", ["k", "llm:cache:" + "a" * 64, "välue/ключ", "", "x" * 10_000])
+def test_pack_get_sends_what_redis_py_sends(name: str) -> None:
+    from redis.asyncio.connection import Connection
+
+    from llm_client.redis_connect import _pack_get
+
+    conn = Connection()
+    assert _pack_get(conn.encoder.encode(name)) == b"".join(conn.pack_command("GET", name))

@@ -193,6 +193,12 @@ if not TYPE_CHECKING:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _pack_get(name: bytes) -> bytes:
+    """``GET name`` as a RESP command: what redis-py's ``pack_command("GET", name)`` sends,
+    in a quarter of its time (``name`` encoded by the connection's encoder)."""
+    return b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(name), name)
+
+
 async def get_bytes(client: aioredis.Redis, name: str) -> Any:
     """``await client.get(name)``, made the way a cache's hit path wants it.
 
@@ -208,7 +214,7 @@ async def get_bytes(client: aioredis.Redis, name: str) -> Any:
     pool = client.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        command = conn.pack_command("GET", name)
+        command = _pack_get(conn.encoder.encode(name))
         try:
             await conn.send_packed_command(command, check_health=False)
             return await conn.read_response()

@@ -46,6 +46,13 @@ class GuardedOps:
         share = (deadline - self._clock.now()) * self.deadline_share
         return share if self.backend_timeout is None else min(self.backend_timeout, share)
 
+    def get(self, backend: Any, key: str, deadline: float | None) -> Awaitable[Any]:
+        """``backend.get(key)`` as :meth:`run` runs it (``None`` on a failure), one coroutine
+        frame fewer: this is every call's cache read."""
+        return self._guard.call(
+            "get", lambda: backend.get(key), limit=self.limit(deadline), failed=None
+        )
+
     async def run(
         self,
         what: str,

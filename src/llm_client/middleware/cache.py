@@ -267,6 +267,9 @@ class CacheMiddleware:
         try:
             outcome = await self._lookup(ctx) if read else None
             if outcome is not None:
+                hit = outcome.result
+                if outcome.hit and not ctx.call.stream and hit.identifier == ctx.identifier:
+                    return hit  # what _deliver hands on, without its coroutine
                 return await self._deliver(ctx, outcome, coalesced=False)
             reply = await self._fetch(ctx, next)
             if isinstance(reply, LLMResult) and reply.ok:
@@ -310,7 +313,7 @@ class CacheMiddleware:
         return result
 
     async def _lookup(self, ctx: _Ctx) -> _Shared | None:
-        entry = await self._ops.run("get", lambda: self.backend.get(ctx.key), ctx.call.deadline)
+        entry = await self._ops.get(self.backend, ctx.key, ctx.call.deadline)
         if entry is not None and entry.key == ctx.key:
             result = self._usable(ctx, entry, hit=True)
             if result is not None:

@@ -43,6 +43,36 @@ FORBIDDEN_PARAMS = frozenset(
 )
 
 
+_SHARED_CACHE_OPTIONS: dict[tuple[bool, bool, bool, bool, bool], CacheOptions] = {}
+
+
+def _cache_options(opts: CallOptions) -> CacheOptions:
+    """The call's :class:`CacheOptions`. Without an ``identifier`` only five flags vary, so
+    those are made once and shared (the options are frozen): every call needs them."""
+    flags = (
+        opts.hash_as_identifier,
+        opts.cache_response,
+        opts.cache_errors,
+        opts.rewrite_cache,
+        opts.regen_cache,
+    )
+    if opts.identifier is None:
+        shared = _SHARED_CACHE_OPTIONS.get(flags)
+        if shared is not None:
+            return shared
+    made = CacheOptions(
+        identifier=opts.identifier,
+        hash_as_identifier=flags[0],
+        cache_response=flags[1],
+        cache_errors=flags[2],
+        rewrite_cache=flags[3],
+        regen_cache=flags[4],
+    )
+    if opts.identifier is None and all(type(flag) is bool for flag in flags):
+        _SHARED_CACHE_OPTIONS[flags] = made
+    return made
+
+
 def build_call(
     profile: ModelProfile,
     default_api: Api,
@@ -120,14 +150,7 @@ def build_call(
         operation=operation,
         params=body,
         stream=stream,
-        cache=CacheOptions(
-            identifier=opts.identifier,
-            hash_as_identifier=opts.hash_as_identifier,
-            cache_response=opts.cache_response,
-            cache_errors=opts.cache_errors,
-            rewrite_cache=opts.rewrite_cache,
-            regen_cache=opts.regen_cache,
-        ),
+        cache=_cache_options(opts),
         timeout=opts.timeout,
         stream_idle_timeout=(
             None if opts.stream_idle_timeout is None else float(opts.stream_idle_timeout)

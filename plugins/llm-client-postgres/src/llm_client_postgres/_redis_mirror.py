@@ -80,10 +80,8 @@ class RedisMirror:
             raise ServiceDown(self.health) from exc
 
     async def get(self, key: str) -> bytes | None:
-        async def op(r: aioredis.Redis) -> Any:
-            return await get_bytes(r, self.key(key))
-
-        value = await self._call(op)
+        full = self.key(key)
+        value = await self._call(lambda r: get_bytes(r, full))
         return None if value is None else bytes(value)
 
     async def set(self, key: str, data: bytes, ttl: float | None) -> None:

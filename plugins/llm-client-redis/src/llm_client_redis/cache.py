@@ -196,10 +196,8 @@ class RedisCache:
     # -- CacheBackend ---------------------------------------------------------------------------
 
     async def get(self, key: str) -> CacheEntry | None:
-        async def op(r: aioredis.Redis) -> Any:
-            return await get_bytes(r, self.key(key))
-
-        raw = await self._call("read the cache", op)
+        full = self.key(key)
+        raw = await self._call("read the cache", lambda r: get_bytes(r, full))
         entry = None if raw is None else self._decode(key, raw)
         self._counters["hits" if entry is not None else "misses"] += 1
         return entry
