@@ -123,9 +123,10 @@ def _classes() -> dict[str, type]:
         With a ``socket_timeout`` set, redis-py sends every command through
         ``asyncio.wait_for``, which before Python 3.12 runs the write in a new task: two more
         turns of the event loop per command, about a fifth of a cache hit. The write itself
-        only waits when the socket's buffer is full; the bound and the error handling are
-        redis-py's (``AbstractConnection.send_packed_command``): a cut or failed write closes
-        the connection, since part of the command may have gone out.
+        only waits when the socket's buffer is full, so only then is a timer armed. The
+        bound and the error handling are redis-py's (``AbstractConnection.
+        send_packed_command``): a cut or failed write closes the connection, since part of
+        the command may have gone out.
         """
 
         async def send_packed_command(
@@ -147,9 +148,14 @@ def _classes() -> dict[str, type]:
             if sys.version_info < (3, 11):  # pragma: no cover - only mixed in on 3.11
                 raise RuntimeError("TimedWrites needs asyncio.timeout (Python 3.11)")
             try:
-                async with asyncio.timeout(timeout):
-                    conn._writer.writelines(command)
-                    await conn._writer.drain()
+                writer = conn._writer
+                writer.writelines(command)
+                transport = writer.transport
+                if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
+                    await writer.drain()  # not paused: returns at once, no timer needed
+                else:
+                    async with asyncio.timeout(timeout):
+                        await writer.drain()
             except asyncio.TimeoutError:
                 # Drop what was not sent rather than keep it queued for a server that does
                 # not read (redis-py's close would wait for the buffer to drain).
