@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
+from ._client_batch import BatchMixin
+from ._client_checks import _check_types, _refuse_beside_pipeline
+from ._client_streams import StreamsMixin
 from .clock import Clock
 from .config import (
-    DEFAULT_CHAIN_ONLY,
-    SHORTCUTS,
     CacheConfig,
     ClientConfig,
     OpenAIConfig,
     RateLimitConfig,
     RetryConfig,
     TimeoutConfig,
-    did_you_mean,
-    keyword_names,
 )
 from .defaults import default_pipeline
 from .exceptions import (
@@ -37,9 +34,6 @@ from .request import Api, CallOptions, build_call
 from .result import LLMResult
 from .streaming import LLMEvent
 
-if TYPE_CHECKING:
-    from .batch import BatchSummary
-
 __all__ = ["OpenAIClient"]
 
 #: Errors that mean the request itself is bad: raised to the caller, never turned into a
@@ -47,7 +41,7 @@ __all__ = ["OpenAIClient"]
 _NOT_SENT = (InvalidRequestError, ConfigurationError)
 
 
-class OpenAIClient:
+class OpenAIClient(StreamsMixin, BatchMixin):
     """An async OpenAI client whose every call flows through a middleware chain.
 
     Configuration comes in one object per concern (see :mod:`llm_client.config`), or as the
@@ -302,147 +296,8 @@ class OpenAIClient:
         finally:  # the consumer stopped (or the stream ended): close everything below now
             await aclose(reply)
 
-    def stream_sse(
-        self,
-        messages: Any = None,
-        *,
-        identifier: str | None = None,
-        last_event_id: str | None = None,
-        heartbeat: float | None = 15.0,
-        retry: int | None = None,
-        buffer: Any = None,
-        linger: float | str | None = "auto",
-        **kwargs: Any,
-    ) -> AsyncIterator[str]:
-        """:meth:`stream` as Server-Sent Events frames for a web response, resumable with
-        ``Last-Event-ID`` when an ``identifier`` is given (see :func:`llm_client.sse.stream_sse`
-        and docs/streaming.md)."""
-        from .sse import stream_sse
-
-        return stream_sse(
-            self,
-            messages,
-            identifier=identifier,
-            last_event_id=last_event_id,
-            heartbeat=heartbeat,
-            retry=retry,
-            buffer=buffer,
-            linger=linger,
-            **kwargs,
-        )
-
-    # --- sinks -----------------------------------------------------------------------------------
-
-    def sink(self, name: str, /, **options: Any) -> Any:
-        """Build the sink a plugin registered as ``name`` (``"pusher"``, ``"redis"``,
-        ``"memory"``), looked up in this client's plugin manager; see docs/sinks.md."""
-        from .sinks import make_sink
-
-        return make_sink(name, plugin_manager=self.plugin_manager, **options)
-
-    async def stream_to_sink(
-        self,
-        sink: Any,
-        messages: Any = None,
-        *,
-        sink_max_buffer: int = 1000,
-        sink_send_timeout: float | None = 10.0,
-        sink_drain_timeout: float = 5.0,
-        **kwargs: Any,
-    ) -> LLMResult:
-        """Stream one call into ``sink`` and return its final :class:`LLMResult`.
-
-        ``kwargs`` are :meth:`stream`'s. The sink gets the events in batches from a background
-        task fed through a buffer of ``sink_max_buffer`` events: a failing or slow sink never
-        fails or slows the call (see :class:`llm_client.sinks.SinkFeed`). After the stream
-        ends, this waits at most ``sink_drain_timeout`` seconds for the sink to take the rest.
-        The sink is not closed: open it with ``async with``.
-        """
-        from .sinks import SinkFeed
-
-        events = self.stream(messages, **kwargs)  # checks the request before anything else
-        feed = SinkFeed(
-            sink,
-            counters=self._sink_counters(),
-            max_buffer=sink_max_buffer,
-            send_timeout=sink_send_timeout,
-            drain_timeout=sink_drain_timeout,
-        )
-        final: LLMResult | None = None
-        try:
-            async for event in events:
-                feed.put(event)
-                if event.result is not None:
-                    final = event.result
-        except BaseException:
-            await aclose(events)
-            await feed.abort()
-            raise
-        await feed.finish()
-        if final is None:  # a custom pipeline's stream that ended without a result
-            raise LLMClientError("the stream ended without a result")
-        return final
-
-    def _sink_counters(self) -> Any:
-        from .sinks import SinkCounters
-
-        counters = self.__dict__.get("_sink_stats")
-        if counters is None:
-            counters = self.__dict__["_sink_stats"] = SinkCounters()
-        return counters
-
-    # --- batches ---------------------------------------------------------------------------------
-
-    async def run_batch(
-        self, coros: Iterable[Awaitable[Any]], *, max_concurrency: int | None = None
-    ) -> list[Any]:
-        """Await many calls with at most ``max_concurrency`` running at once; results keep the
-        input order, and an exception becomes ``{"status": ..., "error": ...}``."""
-        limit = asyncio.Semaphore(max_concurrency or self.max_concurrency)
-
-        async def one(aw: Awaitable[Any]) -> Any:
-            async with limit:
-                try:
-                    return await aw
-                except Exception as exc:  # wrapped, never lost
-                    return _error_dict(exc)
-
-        return list(await asyncio.gather(*(one(aw) for aw in coros)))
-
-    async def iter_batch(
-        self, coros: Iterable[Awaitable[Any]], *, max_concurrency: int | None = None
-    ) -> AsyncIterator[Any]:
-        """Like :meth:`run_batch`, but yield each result as soon as it completes."""
-        limit = asyncio.Semaphore(max_concurrency or self.max_concurrency)
-
-        async def one(aw: Awaitable[Any]) -> Any:
-            async with limit:
-                try:
-                    return await aw
-                except Exception as exc:
-                    return _error_dict(exc)
-
-        tasks = [asyncio.ensure_future(one(aw)) for aw in coros]
-        try:
-            for done in asyncio.as_completed(tasks):
-                yield await done
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def run_file(
-        self,
-        path: str | os.PathLike[str],
-        output: str | os.PathLike[str],
-        **options: Any,
-    ) -> BatchSummary:
-        """Run a JSONL file of requests (OpenAI's Batch API input format) through this client's
-        pipeline and append OpenAI-style output lines to ``output``; resumable. The options
-        and behaviour are those of :func:`llm_client.batch.run_file` (``llm-client batch``)."""
-        from .batch import run_file
-
-        return await run_file(self, path, output, **options)
+    # --- streams to users (stream_sse, sink, stream_to_sink): _client_streams.StreamsMixin -----
+    # --- batches (run_batch, iter_batch, run_file): _client_batch.BatchMixin -------------------
 
     # --- lifecycle and observability ------------------------------------------------------
 
@@ -525,52 +380,3 @@ class OpenAIClient:
 
     def __repr__(self) -> str:
         return f"OpenAIClient({self.profile.key!r}, api={self.api!r}, pipeline={self.pipeline!r})"
-
-
-def _refuse_beside_pipeline(given: dict[str, Any]) -> None:
-    """``pipeline=`` replaces the default chain, so its options would be silently ignored."""
-    for name, value in given.items():
-        if name in ("api", "connection", "max_concurrency") or (
-            name in SHORTCUTS and (SHORTCUTS[name][0][0] == "connection")
-        ):
-            continue
-        if name in DEFAULT_CHAIN_ONLY and value is None:
-            continue
-        if name not in DEFAULT_CHAIN_ONLY and name not in SHORTCUTS:
-            valid = keyword_names()
-            raise ConfigurationError(
-                f"OpenAIClient got an unknown option {name!r}{did_you_mean(name, valid)}."
-                " The options are listed in docs/api.md (llm_client.config)"
-            )
-        raise ConfigurationError(
-            f"{name}= configures the default chain, which pipeline= replaces, so it would be"
-            " ignored. Configure the steps of your own chain instead: build it with"
-            " Pipeline.default(model, ...) and change it (insert_before, replace, remove), or"
-            " construct the step itself (e.g. Retry(attempts), RateLimit(Limiter(...)),"
-            " CacheMiddleware(backend)) and pass the result as pipeline="
-        )
-
-
-def _check_types(*, pipeline: Any, plugin_manager: Any, clock: Any) -> None:
-    """Objects the client is handed must be what it will use, or it fails later and bare."""
-    if pipeline is not None and not isinstance(pipeline, Pipeline):
-        raise ConfigurationError(
-            f"pipeline must be a llm_client.Pipeline, got {type(pipeline).__name__}"
-        )
-    if plugin_manager is not None and not isinstance(plugin_manager, pluggy.PluginManager):
-        raise ConfigurationError(
-            "plugin_manager must be a pluggy.PluginManager (llm_client.plugins."
-            f"new_plugin_manager()), got {type(plugin_manager).__name__}"
-        )
-    if clock is not None and not (
-        callable(getattr(clock, "now", None)) and callable(getattr(clock, "sleep", None))
-    ):
-        raise ConfigurationError(
-            "clock must have now() and async sleep(seconds) (llm_client.clock.Clock),"
-            f" got {type(clock).__name__}"
-        )
-
-
-def _error_dict(exc: BaseException) -> dict[str, Any]:
-    status = exc.status if isinstance(exc, LLMClientError) else 500
-    return {"status": status, "error": f"{type(exc).__name__}: {exc}", "output": None}
