@@ -10,6 +10,7 @@ import pluggy
 
 from ._client_batch import BatchMixin
 from ._client_checks import _check_types, _refuse_beside_pipeline
+from ._client_lifecycle import LifecycleMixin
 from ._client_streams import StreamsMixin
 from .clock import Clock
 from .config import (
@@ -27,7 +28,6 @@ from .exceptions import (
     LLMClientError,
 )
 from .middleware._stream import aclose, replay
-from .middleware.cost import CostAccounting
 from .models import ModelProfile, TextEmbedding3Small, warn_if_retiring
 from .pipeline import Call, Next, Operation, Pipeline
 from .request import Api, CallOptions, build_call
@@ -41,7 +41,7 @@ __all__ = ["OpenAIClient"]
 _NOT_SENT = (InvalidRequestError, ConfigurationError)
 
 
-class OpenAIClient(StreamsMixin, BatchMixin):
+class OpenAIClient(StreamsMixin, BatchMixin, LifecycleMixin):
     """An async OpenAI client whose every call flows through a middleware chain.
 
     Configuration comes in one object per concern (see :mod:`llm_client.config`), or as the
@@ -299,62 +299,8 @@ class OpenAIClient(StreamsMixin, BatchMixin):
     # --- streams to users (stream_sse, sink, stream_to_sink): _client_streams.StreamsMixin -----
     # --- batches (run_batch, iter_batch, run_file): _client_batch.BatchMixin -------------------
 
-    # --- lifecycle and observability ------------------------------------------------------
-
-    def _step_with(self, attribute: str) -> Any:
-        """The first step that has ``attribute`` set (duck-typed, so custom steps count)."""
-        for _, step in self.pipeline:
-            if getattr(step, attribute, None) is not None:
-                return step
-        return None
-
-    @property
-    def cache(self) -> Any:
-        """The cache backend of the pipeline's cache step, or ``None``."""
-        step = self._step_with("backend")
-        return step.backend if step is not None else None
-
-    @property
-    def limiter(self) -> Any:
-        """The rate limiter of the pipeline's limit step, or ``None``."""
-        step = self._step_with("limiter")
-        return step.limiter if step is not None else None
-
-    def stats(self) -> dict[str, Any]:
-        """Totals (requests, hits, tokens, USD spent and saved), the cache step's counters and
-        the limiter's state (level, waiters, wait time, throttle events)."""
-        cost = self.pipeline.find(CostAccounting)
-        limiter = self.limiter
-        cache_step = self._step_with("backend")
-        return {
-            "model": self.profile.key,
-            "totals": cost.totals.as_dict() if cost is not None else {},
-            "cache": cache_step.stats() if hasattr(cache_step, "stats") else {},
-            "limiter": limiter.stats() if limiter is not None else {},
-            "sinks": self._sink_counters().as_dict(),
-        }
-
-    async def warm_cache(self) -> None:
-        """Create the cache's tables/collections/folders now rather than on first use."""
-        backend = self.cache
-        if backend is not None:
-            await backend.warm()
-
-    async def close(self) -> None:
-        """Finish the cache's pending writes, then close the cache backend, the limiter and the
-        SDK's HTTP client."""
-        backend = self.cache
-        limiter = self.limiter
-        cache_step = self._step_with("backend")
-        try:
-            if cache_step is not None and hasattr(cache_step, "flush"):
-                await cache_step.flush()  # answers still on their way into the cache
-            if backend is not None:
-                await backend.aclose()
-            if limiter is not None and hasattr(limiter, "aclose"):
-                await limiter.aclose()
-        finally:
-            await self._transport.aclose()
+    # --- lifecycle and observability (cache, limiter, stats, warm_cache, close):
+    # _client_lifecycle.LifecycleMixin -----------------------------------------------------------
 
     async def __aenter__(self) -> OpenAIClient:
         return self
