@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import pluggy
 
@@ -33,6 +34,14 @@ from .pipeline import Call, Next, Operation, Pipeline
 from .request import Api, CallOptions, build_call
 from .result import LLMResult
 from .streaming import LLMEvent
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
+
+    from .config import ClientKeywords
 
 __all__ = ["OpenAIClient"]
 
@@ -73,15 +82,62 @@ class OpenAIClient(StreamsMixin, BatchMixin, LifecycleMixin):
     :param sdk: a ready ``openai.AsyncOpenAI`` (then ``connection`` must be left out).
     :param clock: time source of every wait and deadline: the timeout, retry and limiter steps
         and the transport (tests inject a manual one).
-    :param options: the seed's flat keywords (:data:`llm_client.config.SHORTCUTS`:
-        ``cache_backend``, ``cache_dir``, ``cache_collection``, ``cache_ttl``, ``pg_dsn``,
-        ``redis_url``, ``qdrant_url``, ``qdrant_api_key``, ``semantic_cache_threshold``,
-        ``semantic_cache_model``, ``rate_limit_backend``, ``tokens_per_minute``,
-        ``requests_per_minute``, ``burst_seconds``, ``limiter``, ``attempts``, ``backoff``,
-        ``api_key``, ``base_url``, ``organization``, ``project``, ``http_client``) and the
-        chosen backends' own options (``redis_ttl_seconds``, ``fsync`` ...). Anything else
-        raises :class:`ConfigurationError` naming the nearest valid option.
+    :param options: the seed's flat keywords (:data:`llm_client.config.SHORTCUTS`, typed by
+        :class:`llm_client.config.ClientKeywords`: ``cache_backend``, ``cache_dir``,
+        ``cache_collection``, ``cache_ttl``, ``pg_dsn``, ``redis_url``, ``qdrant_url``,
+        ``qdrant_api_key``, ``semantic_cache_threshold``, ``semantic_cache_model``,
+        ``rate_limit_backend``, ``tokens_per_minute``, ``requests_per_minute``,
+        ``burst_seconds``, ``limiter``, ``attempts``, ``backoff``, ``api_key``, ``base_url``,
+        ``organization``, ``project``, ``http_client``) and the own options of the chosen
+        backends and of plugin middleware (``redis_ttl_seconds``, ``fsync`` ...), checked when
+        the client is made. Anything else raises :class:`ConfigurationError` naming the
+        nearest valid option.
     """
+
+    # Two signatures for type checkers: the flat keywords typed (ClientKeywords, which IDEs
+    # complete), then any keyword, for the options of backends and plugins that the core cannot
+    # name (a TypedDict cannot say "and any other key" to mypy); both checked at run time.
+    @overload
+    def __init__(
+        self,
+        model: ModelProfile | str,
+        *,
+        api: Api = "chat",
+        caching: CacheConfig | None = None,
+        rate_limit: RateLimitConfig | None = None,
+        retry: RetryConfig | None = None,
+        timeouts: TimeoutConfig | None = None,
+        connection: OpenAIConfig | None = None,
+        timeout: float | None = None,
+        stream_idle_timeout: float | None = None,
+        max_concurrency: int = 64,
+        pipeline: Pipeline | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+        sdk: Any = None,
+        clock: Clock | None = None,
+        **options: Unpack[ClientKeywords],
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        model: ModelProfile | str,
+        *,
+        api: Api = "chat",
+        caching: CacheConfig | None = None,
+        rate_limit: RateLimitConfig | None = None,
+        retry: RetryConfig | None = None,
+        timeouts: TimeoutConfig | None = None,
+        connection: OpenAIConfig | None = None,
+        timeout: float | None = None,
+        stream_idle_timeout: float | None = None,
+        max_concurrency: int = 64,
+        pipeline: Pipeline | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+        sdk: Any = None,
+        clock: Clock | None = None,
+        **options: Any,
+    ) -> None: ...
 
     def __init__(
         self,
