@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import sys
+import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,14 +15,17 @@ import pytest
 from llm_client import ConfigurationError, GPT5Nano, OpenAIClient, Pipeline
 from llm_client.cache import MemoryCache
 from llm_client.config import (
+    SHORTCUTS,
     CacheConfig,
     ClientConfig,
+    ClientKeywords,
     OpenAIConfig,
     RateLimitConfig,
     RetryConfig,
     TimeoutConfig,
     accepts,
     env_flag,
+    keyword_names,
     parse_bool,
     postgres_dsn,
     qdrant_url,
@@ -161,6 +167,40 @@ def test_objects_and_shortcuts_fill_the_same_fields(tmp_path: Path) -> None:
     assert retry is not None and retry.attempts == 5
     timeout = by_keyword.pipeline.find(Timeout)
     assert timeout is not None and timeout.stream_idle_timeout == 2
+
+
+def test_client_keywords_are_exactly_the_flat_keywords() -> None:
+    # The TypedDict of the client's **options and the keywords the configuration accepts
+    # cannot drift apart: with the client's named parameters, they are every keyword it takes.
+    named = {
+        name
+        for name, p in inspect.signature(OpenAIClient).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    }
+    typed = ClientKeywords.__optional_keys__
+    assert not ClientKeywords.__required_keys__
+    assert typed == set(ClientKeywords.__annotations__)
+    assert typed.isdisjoint(named)
+    assert typed == set(SHORTCUTS) - named
+    assert typed | named == keyword_names()
+    forwarded: ClientKeywords = {"cache_backend": "memory", "attempts": 2}
+    assert client(**forwarded).config.retry.attempts == 2
+
+
+def test_the_client_s_typed_signatures_are_its_own() -> None:
+    # The overloads type checkers see (flat keywords typed, then any backend option) take the
+    # same named parameters as the constructor that runs.
+    if sys.version_info < (3, 11):
+        pytest.skip("typing.get_overloads is 3.11+")
+    typed, open_ = typing.get_overloads(OpenAIClient.__init__)
+    runs = list(inspect.signature(OpenAIClient.__init__).parameters.values())
+    for overload in (typed, open_):
+        params = list(inspect.signature(overload).parameters.values())
+        assert params[:-1] == runs[:-1]
+        assert params[-1].name == runs[-1].name and params[-1].kind is runs[-1].kind
+    assert inspect.signature(typed).parameters["options"].annotation == "Unpack[ClientKeywords]"
+    assert inspect.signature(open_).parameters["options"].annotation == "Any"
+    assert runs[-1].annotation == "Any"
 
 
 def test_a_shortcut_replaces_that_field_of_an_object_beside_it(tmp_path: Path) -> None:

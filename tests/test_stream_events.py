@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from llm_client import GPT5Nano, OpenAIClient
+from llm_client.request import Api
 from llm_client.streaming import EVENT_FIELDS, LLMEvent
 from llm_client.testing import FakeOpenAI, ToolScript
 
@@ -48,12 +49,12 @@ async def server() -> AsyncIterator[FakeOpenAI]:
         yield s
 
 
-def make_client(base_url: str, api: str = "chat") -> OpenAIClient:
+def make_client(base_url: str, api: Api = "chat") -> OpenAIClient:
     return OpenAIClient(
         GPT5Nano,
         base_url=base_url,
         api_key="sk-test",
-        api=api,  # type: ignore[arg-type]
+        api=api,
         rate_limit_backend=None,
         cache_backend=None,
     )

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import AsyncIterator, Awaitable, Iterable
+import sys
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import pluggy
 
+from ._client_batch import BatchMixin
+from ._client_checks import _check_types, _refuse_beside_pipeline
+from ._client_lifecycle import LifecycleMixin
+from ._client_streams import StreamsMixin
 from .clock import Clock
 from .config import (
-    DEFAULT_CHAIN_ONLY,
-    SHORTCUTS,
     CacheConfig,
     ClientConfig,
     OpenAIConfig,
     RateLimitConfig,
     RetryConfig,
     TimeoutConfig,
-    did_you_mean,
-    keyword_names,
 )
 from .defaults import default_pipeline
 from .exceptions import (
@@ -30,7 +29,6 @@ from .exceptions import (
     LLMClientError,
 )
 from .middleware._stream import aclose, replay
-from .middleware.cost import CostAccounting
 from .models import ModelProfile, TextEmbedding3Small, warn_if_retiring
 from .pipeline import Call, Next, Operation, Pipeline
 from .request import Api, CallOptions, build_call
@@ -38,7 +36,12 @@ from .result import LLMResult
 from .streaming import LLMEvent
 
 if TYPE_CHECKING:
-    from .batch import BatchSummary
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
+
+    from .config import ClientKeywords
 
 __all__ = ["OpenAIClient"]
 
@@ -47,7 +50,7 @@ __all__ = ["OpenAIClient"]
 _NOT_SENT = (InvalidRequestError, ConfigurationError)
 
 
-class OpenAIClient:
+class OpenAIClient(StreamsMixin, BatchMixin, LifecycleMixin):
     """An async OpenAI client whose every call flows through a middleware chain.
 
     Configuration comes in one object per concern (see :mod:`llm_client.config`), or as the
@@ -79,15 +82,62 @@ class OpenAIClient:
     :param sdk: a ready ``openai.AsyncOpenAI`` (then ``connection`` must be left out).
     :param clock: time source of every wait and deadline: the timeout, retry and limiter steps
         and the transport (tests inject a manual one).
-    :param options: the seed's flat keywords (:data:`llm_client.config.SHORTCUTS`:
-        ``cache_backend``, ``cache_dir``, ``cache_collection``, ``cache_ttl``, ``pg_dsn``,
-        ``redis_url``, ``qdrant_url``, ``qdrant_api_key``, ``semantic_cache_threshold``,
-        ``semantic_cache_model``, ``rate_limit_backend``, ``tokens_per_minute``,
-        ``requests_per_minute``, ``burst_seconds``, ``limiter``, ``attempts``, ``backoff``,
-        ``api_key``, ``base_url``, ``organization``, ``project``, ``http_client``) and the
-        chosen backends' own options (``redis_ttl_seconds``, ``fsync`` ...). Anything else
-        raises :class:`ConfigurationError` naming the nearest valid option.
+    :param options: the seed's flat keywords (:data:`llm_client.config.SHORTCUTS`, typed by
+        :class:`llm_client.config.ClientKeywords`: ``cache_backend``, ``cache_dir``,
+        ``cache_collection``, ``cache_ttl``, ``pg_dsn``, ``redis_url``, ``qdrant_url``,
+        ``qdrant_api_key``, ``semantic_cache_threshold``, ``semantic_cache_model``,
+        ``rate_limit_backend``, ``tokens_per_minute``, ``requests_per_minute``,
+        ``burst_seconds``, ``limiter``, ``attempts``, ``backoff``, ``api_key``, ``base_url``,
+        ``organization``, ``project``, ``http_client``) and the own options of the chosen
+        backends and of plugin middleware (``redis_ttl_seconds``, ``fsync`` ...), checked when
+        the client is made. Anything else raises :class:`ConfigurationError` naming the
+        nearest valid option.
     """
+
+    # Two signatures for type checkers: the flat keywords typed (ClientKeywords, which IDEs
+    # complete), then any keyword, for the options of backends and plugins that the core cannot
+    # name (a TypedDict cannot say "and any other key" to mypy); both checked at run time.
+    @overload
+    def __init__(
+        self,
+        model: ModelProfile | str,
+        *,
+        api: Api = "chat",
+        caching: CacheConfig | None = None,
+        rate_limit: RateLimitConfig | None = None,
+        retry: RetryConfig | None = None,
+        timeouts: TimeoutConfig | None = None,
+        connection: OpenAIConfig | None = None,
+        timeout: float | None = None,
+        stream_idle_timeout: float | None = None,
+        max_concurrency: int = 64,
+        pipeline: Pipeline | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+        sdk: Any = None,
+        clock: Clock | None = None,
+        **options: Unpack[ClientKeywords],
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        model: ModelProfile | str,
+        *,
+        api: Api = "chat",
+        caching: CacheConfig | None = None,
+        rate_limit: RateLimitConfig | None = None,
+        retry: RetryConfig | None = None,
+        timeouts: TimeoutConfig | None = None,
+        connection: OpenAIConfig | None = None,
+        timeout: float | None = None,
+        stream_idle_timeout: float | None = None,
+        max_concurrency: int = 64,
+        pipeline: Pipeline | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+        sdk: Any = None,
+        clock: Clock | None = None,
+        **options: Any,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -302,204 +352,11 @@ class OpenAIClient:
         finally:  # the consumer stopped (or the stream ended): close everything below now
             await aclose(reply)
 
-    def stream_sse(
-        self,
-        messages: Any = None,
-        *,
-        identifier: str | None = None,
-        last_event_id: str | None = None,
-        heartbeat: float | None = 15.0,
-        retry: int | None = None,
-        buffer: Any = None,
-        linger: float | str | None = "auto",
-        **kwargs: Any,
-    ) -> AsyncIterator[str]:
-        """:meth:`stream` as Server-Sent Events frames for a web response, resumable with
-        ``Last-Event-ID`` when an ``identifier`` is given (see :func:`llm_client.sse.stream_sse`
-        and docs/streaming.md)."""
-        from .sse import stream_sse
+    # --- streams to users (stream_sse, sink, stream_to_sink): _client_streams.StreamsMixin -----
+    # --- batches (run_batch, iter_batch, run_file): _client_batch.BatchMixin -------------------
 
-        return stream_sse(
-            self,
-            messages,
-            identifier=identifier,
-            last_event_id=last_event_id,
-            heartbeat=heartbeat,
-            retry=retry,
-            buffer=buffer,
-            linger=linger,
-            **kwargs,
-        )
-
-    # --- sinks -----------------------------------------------------------------------------------
-
-    def sink(self, name: str, /, **options: Any) -> Any:
-        """Build the sink a plugin registered as ``name`` (``"pusher"``, ``"redis"``,
-        ``"memory"``), looked up in this client's plugin manager; see docs/sinks.md."""
-        from .sinks import make_sink
-
-        return make_sink(name, plugin_manager=self.plugin_manager, **options)
-
-    async def stream_to_sink(
-        self,
-        sink: Any,
-        messages: Any = None,
-        *,
-        sink_max_buffer: int = 1000,
-        sink_send_timeout: float | None = 10.0,
-        sink_drain_timeout: float = 5.0,
-        **kwargs: Any,
-    ) -> LLMResult:
-        """Stream one call into ``sink`` and return its final :class:`LLMResult`.
-
-        ``kwargs`` are :meth:`stream`'s. The sink gets the events in batches from a background
-        task fed through a buffer of ``sink_max_buffer`` events: a failing or slow sink never
-        fails or slows the call (see :class:`llm_client.sinks.SinkFeed`). After the stream
-        ends, this waits at most ``sink_drain_timeout`` seconds for the sink to take the rest.
-        The sink is not closed: open it with ``async with``.
-        """
-        from .sinks import SinkFeed
-
-        events = self.stream(messages, **kwargs)  # checks the request before anything else
-        feed = SinkFeed(
-            sink,
-            counters=self._sink_counters(),
-            max_buffer=sink_max_buffer,
-            send_timeout=sink_send_timeout,
-            drain_timeout=sink_drain_timeout,
-        )
-        final: LLMResult | None = None
-        try:
-            async for event in events:
-                feed.put(event)
-                if event.result is not None:
-                    final = event.result
-        except BaseException:
-            await aclose(events)
-            await feed.abort()
-            raise
-        await feed.finish()
-        if final is None:  # a custom pipeline's stream that ended without a result
-            raise LLMClientError("the stream ended without a result")
-        return final
-
-    def _sink_counters(self) -> Any:
-        from .sinks import SinkCounters
-
-        counters = self.__dict__.get("_sink_stats")
-        if counters is None:
-            counters = self.__dict__["_sink_stats"] = SinkCounters()
-        return counters
-
-    # --- batches ---------------------------------------------------------------------------------
-
-    async def run_batch(
-        self, coros: Iterable[Awaitable[Any]], *, max_concurrency: int | None = None
-    ) -> list[Any]:
-        """Await many calls with at most ``max_concurrency`` running at once; results keep the
-        input order, and an exception becomes ``{"status": ..., "error": ...}``."""
-        limit = asyncio.Semaphore(max_concurrency or self.max_concurrency)
-
-        async def one(aw: Awaitable[Any]) -> Any:
-            async with limit:
-                try:
-                    return await aw
-                except Exception as exc:  # wrapped, never lost
-                    return _error_dict(exc)
-
-        return list(await asyncio.gather(*(one(aw) for aw in coros)))
-
-    async def iter_batch(
-        self, coros: Iterable[Awaitable[Any]], *, max_concurrency: int | None = None
-    ) -> AsyncIterator[Any]:
-        """Like :meth:`run_batch`, but yield each result as soon as it completes."""
-        limit = asyncio.Semaphore(max_concurrency or self.max_concurrency)
-
-        async def one(aw: Awaitable[Any]) -> Any:
-            async with limit:
-                try:
-                    return await aw
-                except Exception as exc:
-                    return _error_dict(exc)
-
-        tasks = [asyncio.ensure_future(one(aw)) for aw in coros]
-        try:
-            for done in asyncio.as_completed(tasks):
-                yield await done
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def run_file(
-        self,
-        path: str | os.PathLike[str],
-        output: str | os.PathLike[str],
-        **options: Any,
-    ) -> BatchSummary:
-        """Run a JSONL file of requests (OpenAI's Batch API input format) through this client's
-        pipeline and append OpenAI-style output lines to ``output``; resumable. The options
-        and behaviour are those of :func:`llm_client.batch.run_file` (``llm-client batch``)."""
-        from .batch import run_file
-
-        return await run_file(self, path, output, **options)
-
-    # --- lifecycle and observability ------------------------------------------------------
-
-    def _step_with(self, attribute: str) -> Any:
-        """The first step that has ``attribute`` set (duck-typed, so custom steps count)."""
-        for _, step in self.pipeline:
-            if getattr(step, attribute, None) is not None:
-                return step
-        return None
-
-    @property
-    def cache(self) -> Any:
-        """The cache backend of the pipeline's cache step, or ``None``."""
-        step = self._step_with("backend")
-        return step.backend if step is not None else None
-
-    @property
-    def limiter(self) -> Any:
-        """The rate limiter of the pipeline's limit step, or ``None``."""
-        step = self._step_with("limiter")
-        return step.limiter if step is not None else None
-
-    def stats(self) -> dict[str, Any]:
-        """Totals (requests, hits, tokens, USD spent and saved), the cache step's counters and
-        the limiter's state (level, waiters, wait time, throttle events)."""
-        cost = self.pipeline.find(CostAccounting)
-        limiter = self.limiter
-        cache_step = self._step_with("backend")
-        return {
-            "model": self.profile.key,
-            "totals": cost.totals.as_dict() if cost is not None else {},
-            "cache": cache_step.stats() if hasattr(cache_step, "stats") else {},
-            "limiter": limiter.stats() if limiter is not None else {},
-            "sinks": self._sink_counters().as_dict(),
-        }
-
-    async def warm_cache(self) -> None:
-        """Create the cache's tables/collections/folders now rather than on first use."""
-        backend = self.cache
-        if backend is not None:
-            await backend.warm()
-
-    async def close(self) -> None:
-        """Finish the cache's pending writes, then close the cache backend, the limiter and the
-        SDK's HTTP client."""
-        backend = self.cache
-        limiter = self.limiter
-        cache_step = self._step_with("backend")
-        try:
-            if cache_step is not None and hasattr(cache_step, "flush"):
-                await cache_step.flush()  # answers still on their way into the cache
-            if backend is not None:
-                await backend.aclose()
-            if limiter is not None and hasattr(limiter, "aclose"):
-                await limiter.aclose()
-        finally:
-            await self._transport.aclose()
+    # --- lifecycle and observability (cache, limiter, stats, warm_cache, close):
+    # _client_lifecycle.LifecycleMixin -----------------------------------------------------------
 
     async def __aenter__(self) -> OpenAIClient:
         return self
@@ -525,52 +382,3 @@ class OpenAIClient:
 
     def __repr__(self) -> str:
         return f"OpenAIClient({self.profile.key!r}, api={self.api!r}, pipeline={self.pipeline!r})"
-
-
-def _refuse_beside_pipeline(given: dict[str, Any]) -> None:
-    """``pipeline=`` replaces the default chain, so its options would be silently ignored."""
-    for name, value in given.items():
-        if name in ("api", "connection", "max_concurrency") or (
-            name in SHORTCUTS and (SHORTCUTS[name][0][0] == "connection")
-        ):
-            continue
-        if name in DEFAULT_CHAIN_ONLY and value is None:
-            continue
-        if name not in DEFAULT_CHAIN_ONLY and name not in SHORTCUTS:
-            valid = keyword_names()
-            raise ConfigurationError(
-                f"OpenAIClient got an unknown option {name!r}{did_you_mean(name, valid)}."
-                " The options are listed in docs/api.md (llm_client.config)"
-            )
-        raise ConfigurationError(
-            f"{name}= configures the default chain, which pipeline= replaces, so it would be"
-            " ignored. Configure the steps of your own chain instead: build it with"
-            " Pipeline.default(model, ...) and change it (insert_before, replace, remove), or"
-            " construct the step itself (e.g. Retry(attempts), RateLimit(Limiter(...)),"
-            " CacheMiddleware(backend)) and pass the result as pipeline="
-        )
-
-
-def _check_types(*, pipeline: Any, plugin_manager: Any, clock: Any) -> None:
-    """Objects the client is handed must be what it will use, or it fails later and bare."""
-    if pipeline is not None and not isinstance(pipeline, Pipeline):
-        raise ConfigurationError(
-            f"pipeline must be a llm_client.Pipeline, got {type(pipeline).__name__}"
-        )
-    if plugin_manager is not None and not isinstance(plugin_manager, pluggy.PluginManager):
-        raise ConfigurationError(
-            "plugin_manager must be a pluggy.PluginManager (llm_client.plugins."
-            f"new_plugin_manager()), got {type(plugin_manager).__name__}"
-        )
-    if clock is not None and not (
-        callable(getattr(clock, "now", None)) and callable(getattr(clock, "sleep", None))
-    ):
-        raise ConfigurationError(
-            "clock must have now() and async sleep(seconds) (llm_client.clock.Clock),"
-            f" got {type(clock).__name__}"
-        )
-
-
-def _error_dict(exc: BaseException) -> dict[str, Any]:
-    status = exc.status if isinstance(exc, LLMClientError) else 500
-    return {"status": status, "error": f"{type(exc).__name__}: {exc}", "output": None}

@@ -12,7 +12,8 @@ the first call:
 
 The seed's flat keywords (``cache_backend="fs"``, ``cache_dir=...``, ``redis_url=...``,
 ``attempts=...``) are shortcuts that fill these objects: :data:`SHORTCUTS` maps each one to its
-object and field, and is the only list of them. An unknown keyword raises
+object and field, and is the only list of them (:class:`ClientKeywords` types them for IDEs and
+type checkers; a test keeps the two equal). An unknown keyword raises
 :class:`~llm_client.exceptions.ConfigurationError` naming the nearest valid one.
 
 Precedence is decided here and nowhere else: an explicit argument wins, then the environment
@@ -20,9 +21,9 @@ variable (``.env`` is loaded on import), then the default (:func:`resolve`). Bac
 their connection strings through it, and flags in the environment are parsed by
 :func:`parse_bool`.
 
-The package: ``objects`` (the configuration objects), ``keywords`` (the flat shortcuts and
-:class:`ClientConfig`), ``precedence`` (:func:`resolve`, :func:`parse_bool`), ``urls``
-(connection strings) and ``options`` (the options backend factories declare).
+The package: ``objects`` (the configuration objects), ``keywords`` (the flat shortcuts, their
+types and :class:`ClientConfig`), ``precedence`` (:func:`resolve`, :func:`parse_bool`),
+``urls`` (connection strings) and ``options`` (the options backend factories declare).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .keywords import DEFAULT_CHAIN_ONLY as DEFAULT_CHAIN_ONLY
 from .keywords import (
     SHORTCUTS,
     ClientConfig,
+    ClientKeywords,
 )
 from .keywords import keyword_names as keyword_names
 from .objects import BACKEND_METHODS as BACKEND_METHODS
@@ -58,6 +60,7 @@ __all__ = [
     "SHORTCUTS",
     "CacheConfig",
     "ClientConfig",
+    "ClientKeywords",
     "OpenAIConfig",
     "RateLimitConfig",
     "RetryConfig",

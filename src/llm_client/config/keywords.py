@@ -1,13 +1,15 @@
 """The client's keywords: :data:`SHORTCUTS` (the seed's flat keywords, each filling one field
-of one configuration object) and :class:`ClientConfig`, built from them."""
+of one configuration object), :class:`ClientKeywords` (their types) and :class:`ClientConfig`,
+built from them."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..exceptions import ConfigurationError
 from .objects import (
@@ -19,6 +21,11 @@ from .objects import (
     _options,
 )
 from .options import did_you_mean
+
+if TYPE_CHECKING:
+    from ..cache.base import CacheBackend
+    from ..models import ModelProfile
+    from ..rate_limit import RateLimiter
 
 #: The seed's flat keywords: each fills one field of one configuration object.
 SHORTCUTS: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType(
@@ -49,6 +56,75 @@ SHORTCUTS: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType(
         "http_client": (("connection", "http_client"),),
     }
 )
+
+
+class ClientKeywords(TypedDict, total=False):
+    """The flat keywords of :class:`~llm_client.OpenAIClient` that travel in its ``**options``
+    (``OpenAIClient(model, cache_backend="fs", attempts=5)``), typed for IDEs and type
+    checkers: one entry per shortcut of :data:`SHORTCUTS` except ``timeout`` and
+    ``stream_idle_timeout``, which are named parameters of the client. ``None`` leaves a
+    setting unset, except ``rate_limit_backend``, where it means no limiter.
+
+    The options of a cache or limiter backend, or of a plugin's middleware
+    (``redis_ttl_seconds``, ``fsync`` ...), cannot be listed here, since the core does not know
+    them: they are checked at run time, when the client is made, against what the chosen
+    backends and the registered middleware declare, and any other keyword raises
+    :class:`~llm_client.exceptions.ConfigurationError` naming the nearest valid one. A
+    TypedDict cannot tell mypy "and any other key", so ``OpenAIClient.__init__`` has a
+    second overload taking any keyword: a call with a backend option type-checks, and a
+    misspelt flat keyword is caught at run time rather than by the type checker. Functions
+    of your own that forward the flat keywords can use this type
+    (``**options: Unpack[ClientKeywords]``), checked in full.
+    """
+
+    cache_backend: str | CacheBackend | None
+    """A registered cache backend name, or a backend object (``CacheConfig.backend``)."""
+    cache_dir: str | os.PathLike[str] | None
+    """Folder of the ``"fs"`` and ``"sqlite"`` backends (``CacheConfig.dir``)."""
+    cache_collection: str | None
+    """Namespace of the cache entries (``CacheConfig.collection``)."""
+    cache_ttl: float | None
+    """Seconds an entry stays valid (``CacheConfig.ttl``)."""
+    pg_dsn: str | None
+    """PostgreSQL DSN of ``"postgres"`` and ``"pg_redis"`` (``CacheConfig.pg_dsn``)."""
+    redis_url: str | None
+    """Redis URL of the cache and of the limiter (``CacheConfig.redis_url`` and
+    ``RateLimitConfig.redis_url``)."""
+    qdrant_url: str | None
+    """Qdrant server URL (``CacheConfig.qdrant_url``)."""
+    qdrant_api_key: str | None
+    """Qdrant API key (``CacheConfig.qdrant_api_key``)."""
+    semantic_cache_threshold: float | None
+    """Cosine similarity of a semantic hit, in (0, 1] (``CacheConfig.semantic_threshold``)."""
+    semantic_cache_model: ModelProfile | str | None
+    """Embedding model of the semantic lookup (``CacheConfig.semantic_model``)."""
+    rate_limit_backend: str | None
+    """``"local"``, a plugin's limiter (``"redis"``) or ``None`` for no limiter
+    (``RateLimitConfig.backend``)."""
+    tokens_per_minute: float | None
+    """Token budget (``RateLimitConfig.tokens_per_minute``)."""
+    requests_per_minute: float | None
+    """Request budget (``RateLimitConfig.requests_per_minute``)."""
+    burst_seconds: float | None
+    """Seconds of budget that may be spent at once (``RateLimitConfig.burst_seconds``)."""
+    limiter: RateLimiter | None
+    """A ready limiter object (``RateLimitConfig.limiter``)."""
+    attempts: int | None
+    """Attempts per call, the first included (``RetryConfig.attempts``)."""
+    backoff: float | None
+    """Base of the exponential back-off, in seconds (``RetryConfig.backoff``)."""
+    api_key: str | None
+    """OpenAI API key (``OpenAIConfig.api_key``)."""
+    base_url: str | None
+    """Base URL of the API (``OpenAIConfig.base_url``)."""
+    organization: str | None
+    """OpenAI organization (``OpenAIConfig.organization``)."""
+    project: str | None
+    """OpenAI project (``OpenAIConfig.project``)."""
+    http_client: Any
+    """The SDK's HTTP client: an ``httpx``-compatible async client
+    (``OpenAIConfig.http_client``)."""
+
 
 #: Keywords of :class:`ClientConfig` itself.
 _OWN = ("api", "caching", "rate_limit", "retry", "timeouts", "connection", "max_concurrency")
