@@ -62,10 +62,13 @@ def _classes() -> dict[str, type]:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
+    # the pool's own connection check, which the quick path runs too (not in every redis-py)
+    _QUICK = hasattr(BlockingConnectionPool, "ensure_connection")
+
     class PoolExhaustedError(RedisConnectionError):
         """Every connection of the pool stayed busy for ``pool_timeout`` seconds.
 
-        This process is busy, not Redis down: it is never to be reported as an outage.
+        This is busy, not Redis down: it is never to be reported as an outage.
         """
 
     class WaitingConnectionPool(BlockingConnectionPool):
@@ -81,7 +84,7 @@ def _classes() -> dict[str, type]:
         _waiting = 0
 
         def _quiet(self) -> bool:
-            return not self._waiting and not getattr(self, "_in_maintenance", False)
+            return _QUICK and not self._waiting and not getattr(self, "_in_maintenance", False)
 
         async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
             if self._available_connections and self._quiet():
@@ -110,7 +113,8 @@ def _classes() -> dict[str, type]:
         async def release(self, connection: Any) -> None:
             # No await between the check and the hand-back: a waiter that arrives later
             # finds the connection free; one that waits already is woken by redis-py's path.
-            if self._quiet() and not connection.should_reconnect():
+            should_reconnect = getattr(connection, "should_reconnect", None)  # newer redis-py only
+            if self._quiet() and not (should_reconnect is not None and should_reconnect()):
                 self._in_use_connections.remove(connection)
                 self._available_connections.append(connection)
                 return
@@ -138,7 +142,8 @@ def _classes() -> dict[str, type]:
                 await super().send_packed_command(command, check_health)  # type: ignore[misc]
                 return
             if not conn.is_connected:
-                await conn.connect_check_health(check_health=False)
+                connect = getattr(conn, "connect_check_health", None)  # newer redis-py only
+                await (conn.connect() if connect is None else connect(check_health=False))
             if check_health:
                 await conn.check_health()
             if isinstance(command, str):
@@ -224,8 +229,8 @@ async def get_bytes(client: aioredis.Redis, name: str) -> Any:
         try:
             await conn.send_packed_command(command, check_health=False)
             return await conn.read_response()
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            await conn.disconnect(error=exc, failure_count=1)
+        except (RedisConnectionError, RedisTimeoutError):
+            await conn.disconnect()
         await conn.send_packed_command(command, check_health=False)
         return await conn.read_response()
     finally:
