@@ -90,23 +90,27 @@ class FilesAPI:
         self.files[file.id] = file
         return web.json_response(file.obj())
 
-    async def _get_file(self, request: web.Request) -> web.StreamResponse:
+    def _file(self, request: web.Request) -> _File | web.StreamResponse:
+        """The file the request names, or the response refusing it (auth, then 404)."""
         if (denied := self._auth(request)) is not None:
             return denied
         file = self.files.get(request.match_info["file_id"])
         if file is None:
             message = f"No such File object: {request.match_info['file_id']}"
             return invalid_request(404, message, "id")
+        return file
+
+    async def _get_file(self, request: web.Request) -> web.StreamResponse:
+        file = self._file(request)
+        if isinstance(file, web.StreamResponse):
+            return file
         return web.json_response(file.obj())
 
     async def _file_content(self, request: web.Request) -> web.StreamResponse:
         self.server._record(request, "files", None)
-        if (denied := self._auth(request)) is not None:
-            return denied
-        file = self.files.get(request.match_info["file_id"])
-        if file is None:
-            message = f"No such File object: {request.match_info['file_id']}"
-            return invalid_request(404, message, "id")
+        file = self._file(request)
+        if isinstance(file, web.StreamResponse):
+            return file
         return web.Response(body=file.data, content_type="application/octet-stream")
 
     async def _delete_file(self, request: web.Request) -> web.StreamResponse:
