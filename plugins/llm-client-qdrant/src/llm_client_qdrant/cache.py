@@ -23,7 +23,6 @@ import math
 import os
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -38,6 +37,8 @@ from llm_client.config import qdrant_url as check_qdrant_url
 from llm_client.exceptions import CacheUnavailableError, ConfigurationError
 from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
 
+from ._points import UNREADABLE, entry_payload, expired, live_filter, point_id, read_entry
+
 __all__ = ["DEFAULT_COLLECTION", "CacheUnavailableError", "QdrantCache", "point_id"]
 
 logger = logging.getLogger("llm_client_qdrant")
@@ -45,7 +46,6 @@ logger = logging.getLogger("llm_client_qdrant")
 T = TypeVar("T")
 
 DEFAULT_COLLECTION = "llm_cache"
-_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/llm-client/cache/qdrant")
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _PAGE = 256
 
@@ -62,11 +62,6 @@ _FAILURES: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 _FAILURES_OR_MISSING: tuple[type[BaseException], ...] = (*_FAILURES, ValueError)
-
-
-def point_id(key: str) -> str:
-    """The stable Qdrant point id of cache key ``key`` (a UUID5 string)."""
-    return str(uuid.uuid5(_NAMESPACE, key))
 
 
 def _is_missing_collection(exc: BaseException) -> bool:
@@ -286,42 +281,22 @@ class QdrantCache:
 
     def _payload(self, entry: CacheEntry, ttl: float | None) -> dict[str, Any]:
         effective = self.ttl if ttl is None else ttl
-        return {
-            "key": entry.key,
-            "entry": entry.to_json().decode("utf-8"),
-            "scope": entry.scope,
-            "model": entry.model,
-            "operation": entry.operation,
-            "created_at": entry.created_at,
-            "expires_at": None if effective is None else self._wall_clock() + effective,
-        }
+        return entry_payload(entry, None if effective is None else self._wall_clock() + effective)
 
     def _expired(self, payload: dict[str, Any]) -> bool:
-        expires_at = payload.get("expires_at")
-        return expires_at is not None and float(expires_at) <= self._wall_clock()
+        return expired(payload, self._wall_clock())
 
     def _decode(self, payload: dict[str, Any] | None) -> CacheEntry | None:
-        if not payload or "entry" not in payload:
-            return None
         try:
-            return CacheEntry.from_json(payload["entry"])
-        except (ValueError, KeyError, TypeError) as exc:
+            return read_entry(payload)
+        except UNREADABLE as exc:
             self._counters["errors"] += 1
-            logger.warning("unreadable cache point %r: %s", payload.get("key"), exc)
+            logger.warning("unreadable cache point %r: %s", (payload or {}).get("key"), exc)
             return None
 
     def _live_filter(self, scope: str | None = None) -> models.Filter:
         """Points not yet expired (and, if given, of exactly ``scope``)."""
-        must: list[Any] = []
-        if scope is not None:
-            must.append(models.FieldCondition(key="scope", match=models.MatchValue(value=scope)))
-        return models.Filter(
-            must=must,
-            should=[
-                models.IsNullCondition(is_null=models.PayloadField(key="expires_at")),
-                models.FieldCondition(key="expires_at", range=models.Range(gt=self._wall_clock())),
-            ],
-        )
+        return live_filter(self._wall_clock(), scope)
 
     async def _drop_vectors(
         self, client: AsyncQdrantClient, pid: str, *, keep: str | None = None
