@@ -21,7 +21,6 @@ import asyncio
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
@@ -37,6 +36,7 @@ from llm_client.config import qdrant_url as check_qdrant_url
 from llm_client.exceptions import CacheUnavailableError, ConfigurationError
 from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
 
+from ._collections import DEFAULT_COLLECTION, Collections, collection_name
 from ._points import UNREADABLE, entry_payload, expired, live_filter, point_id, read_entry
 
 __all__ = ["DEFAULT_COLLECTION", "CacheUnavailableError", "QdrantCache", "point_id"]
@@ -45,8 +45,6 @@ logger = logging.getLogger("llm_client_qdrant")
 
 T = TypeVar("T")
 
-DEFAULT_COLLECTION = "llm_cache"
-_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _PAGE = 256
 
 try:  # httpx comes with qdrant-client; its errors mean "server unreachable"
@@ -155,21 +153,14 @@ class QdrantCache:
                 "check_compatibility": False,  # it would block and warn at construction
             }
             target = url
-        collection = DEFAULT_COLLECTION if cache_collection is None else cache_collection
-        if not _COLLECTION_NAME.fullmatch(collection):
-            raise ConfigurationError(
-                f"cache_collection={collection!r} cannot be a Qdrant collection name: use 1-200"
-                " letters, digits, '_' or '-'"
-            )
-        self.collection = collection
+        self.collection = collection_name(cache_collection)
         self.ttl = seconds_option(ttl, "ttl")
         self.health = ServiceHealth(
             "Qdrant", target, logger=logger, reconnect_interval=reconnect_interval, clock=clock
         )
         self._wall_clock = wall_clock
         self._client: AsyncQdrantClient | None = None
-        self._known: set[str] = set()
-        self._create_lock = asyncio.Lock()
+        self._collections = Collections(self.collection, local=self.local)
         self._counters: dict[str, int] = dict.fromkeys(
             (
                 "hits",
@@ -219,7 +210,7 @@ class QdrantCache:
 
     def vector_collection(self, size: int) -> str:
         """Name of the collection holding the prompt embeddings of dimension ``size``."""
-        return f"{self.collection}__vec{size}"
+        return self._collections.vector(size)
 
     def _qdrant(self) -> AsyncQdrantClient:
         if self._client is None:
@@ -235,7 +226,7 @@ class QdrantCache:
                     return await op(self._qdrant())
                 except _FAILURES_OR_MISSING as exc:
                     if _is_missing_collection(exc) and attempt == 1:
-                        self._known.clear()  # dropped behind our back: recreate and retry
+                        self._collections.forget()  # dropped behind our back: recreate, retry
                         continue
                     raise
             raise AssertionError("unreachable")  # pragma: no cover
@@ -245,39 +236,6 @@ class QdrantCache:
         except ServiceDown as down:
             self._counters["errors"] += 1
             raise CacheUnavailableError(f"cannot {what}: {down}") from down.__cause__
-
-    async def _ensure(self, client: AsyncQdrantClient, name: str, size: int | None) -> None:
-        """Create collection ``name`` (vectorless if ``size`` is None) unless it exists."""
-        if name in self._known:
-            return
-        async with self._create_lock:
-            if name in self._known:
-                return
-            if not await client.collection_exists(name):
-                vectors: Any = (
-                    {}
-                    if size is None
-                    else models.VectorParams(size=size, distance=models.Distance.COSINE)
-                )
-                try:
-                    await client.create_collection(name, vectors_config=vectors)
-                except (UnexpectedResponse, ValueError):
-                    if not await client.collection_exists(name):  # not a lost race: real error
-                        raise
-                if not self.local:  # payload indexes are a no-op (with a warning) locally
-                    await client.create_payload_index(
-                        name, "scope", field_schema=models.PayloadSchemaType.KEYWORD
-                    )
-            self._known.add(name)
-
-    async def _vector_collections(self, client: AsyncQdrantClient) -> list[str]:
-        prefix = f"{self.collection}__vec"
-        response = await client.get_collections()
-        return [
-            c.name
-            for c in response.collections
-            if c.name.startswith(prefix) and c.name[len(prefix) :].isdigit()
-        ]
 
     def _payload(self, entry: CacheEntry, ttl: float | None) -> dict[str, Any]:
         effective = self.ttl if ttl is None else ttl
@@ -298,28 +256,19 @@ class QdrantCache:
         """Points not yet expired (and, if given, of exactly ``scope``)."""
         return live_filter(self._wall_clock(), scope)
 
-    async def _drop_vectors(
-        self, client: AsyncQdrantClient, pid: str, *, keep: str | None = None
-    ) -> None:
-        """Remove point ``pid`` from every vector collection except ``keep``."""
-        selector = models.PointIdsList(points=[pid])
-        for name in await self._vector_collections(client):
-            if name != keep:
-                await client.delete(name, points_selector=selector)
-
     async def _delete_everywhere(self, client: AsyncQdrantClient, key: str) -> bool:
         pid = point_id(key)
-        await self._ensure(client, self.collection, None)
+        await self._collections.ensure(client, self.collection, None)
         found = await client.retrieve(self.collection, ids=[pid], with_payload=False)
         await client.delete(self.collection, points_selector=models.PointIdsList(points=[pid]))
-        await self._drop_vectors(client, pid)
+        await self._collections.drop_vectors(client, pid)
         return bool(found)
 
     # -- CacheBackend ---------------------------------------------------------------------------
 
     async def get(self, key: str) -> CacheEntry | None:
         async def op(client: AsyncQdrantClient) -> CacheEntry | None:
-            await self._ensure(client, self.collection, None)
+            await self._collections.ensure(client, self.collection, None)
             records = await client.retrieve(
                 self.collection, ids=[point_id(key)], with_payload=True, with_vectors=False
             )
@@ -342,7 +291,7 @@ class QdrantCache:
         payload = self._payload(entry, ttl)
 
         async def op(client: AsyncQdrantClient) -> None:
-            await self._ensure(client, self.collection, None)
+            await self._collections.ensure(client, self.collection, None)
             pid = point_id(entry.key)
             await client.upsert(
                 self.collection,
@@ -350,7 +299,7 @@ class QdrantCache:
             )
             # An older version of this entry may still have a prompt vector; it must not go
             # on answering similar prompts with the answer this one replaced.
-            await self._drop_vectors(client, pid)
+            await self._collections.drop_vectors(client, pid)
 
         await self._call("store the entry", op)
         self._counters["puts"] += 1
@@ -374,15 +323,16 @@ class QdrantCache:
         pid = point_id(entry.key)
 
         async def op(client: AsyncQdrantClient) -> None:
-            await self._ensure(client, self.collection, None)
-            await self._ensure(client, name, len(vector))
+            await self._collections.ensure(client, self.collection, None)
+            await self._collections.ensure(client, name, len(vector))
             await client.upsert(
                 self.collection, points=[models.PointStruct(id=pid, vector={}, payload=payload)]
             )
             await client.upsert(
                 name, points=[models.PointStruct(id=pid, vector=list(vector), payload=payload)]
             )
-            await self._drop_vectors(client, pid, keep=name)  # e.g. the embedding model changed
+            # e.g. the embedding model changed: its vectors of another size must go
+            await self._collections.drop_vectors(client, pid, keep=name)
 
         await self._call("store the entry", op)
         self._counters["puts"] += 1
@@ -402,10 +352,8 @@ class QdrantCache:
         name = self.vector_collection(len(vector))
 
         async def op(client: AsyncQdrantClient) -> tuple[CacheEntry, float] | None:
-            if name not in self._known:
-                if not await client.collection_exists(name):
-                    return None
-                self._known.add(name)
+            if not await self._collections.exists(client, name):
+                return None
             response = await client.query_points(
                 name,
                 query=list(vector),
@@ -442,9 +390,9 @@ class QdrantCache:
             if await client.collection_exists(self.collection):
                 count = (await client.count(self.collection, exact=True)).count
                 await client.delete_collection(self.collection)
-            for name in await self._vector_collections(client):
+            for name in await self._collections.vector_names(client):
                 await client.delete_collection(name)
-            self._known.clear()
+            self._collections.forget()
             return count
 
         return await self._call("clear the cache", op)
@@ -453,11 +401,11 @@ class QdrantCache:
         """Counters since start, entry counts per collection (``None`` while unreachable)."""
 
         async def op(client: AsyncQdrantClient) -> tuple[int, dict[str, int]]:
-            await self._ensure(client, self.collection, None)
+            await self._collections.ensure(client, self.collection, None)
             entries = (await client.count(self.collection, exact=True)).count
             vectors = {
                 name: (await client.count(name, exact=True)).count
-                for name in await self._vector_collections(client)
+                for name in await self._collections.vector_names(client)
             }
             return entries, vectors
 
@@ -486,7 +434,7 @@ class QdrantCache:
             async def op(
                 client: AsyncQdrantClient, start: Any = offset
             ) -> tuple[list[models.Record], Any]:
-                await self._ensure(client, self.collection, None)
+                await self._collections.ensure(client, self.collection, None)
                 return await client.scroll(
                     self.collection,
                     scroll_filter=self._live_filter(),
@@ -508,14 +456,14 @@ class QdrantCache:
         """Connect and create the exact-lookup collection ahead of the first call."""
 
         async def op(client: AsyncQdrantClient) -> None:
-            await self._ensure(client, self.collection, None)
+            await self._collections.ensure(client, self.collection, None)
 
         await self._call("reach Qdrant", op)
 
     async def aclose(self) -> None:
         """Close the client (and release a local ``qdrant_path``). Safe to call twice."""
         client, self._client = self._client, None
-        self._known.clear()
+        self._collections.forget()
         if client is not None:
             await client.close()
 
