@@ -4,7 +4,8 @@ Per base name (say ``llm_cache``) there is the exact-lookup collection ``llm_cac
 vectors, and one collection ``llm_cache__vec<N>`` per embedding size ``N`` (cosine distance).
 A collection is created on first use, with a keyword payload index on ``scope`` on a server
 (embedded mode has no payload indexes); the ones known to exist are remembered so that
-creation is checked once, and forgotten when one turns out to have been dropped.
+creation is checked once, and forgotten when one turns out to have been dropped. A deleted
+entry's point goes from all of them; a rewritten one's from the vector ones it no longer uses.
 """
 
 from __future__ import annotations
@@ -106,3 +107,11 @@ class Collections:
         for name in await self.vector_names(client):
             if name != keep:
                 await client.delete(name, points_selector=selector)
+
+    async def delete_point(self, client: AsyncQdrantClient, pid: str) -> bool:
+        """Remove point ``pid`` from every collection; True if the exact-lookup one had it."""
+        await self.ensure(client, self.base, None)
+        found = await client.retrieve(self.base, ids=[pid], with_payload=False)
+        await client.delete(self.base, points_selector=models.PointIdsList(points=[pid]))
+        await self.drop_vectors(client, pid)
+        return bool(found)

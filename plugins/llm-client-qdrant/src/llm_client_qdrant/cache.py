@@ -2,10 +2,8 @@
 
 Storage layout, per ``cache_collection`` (say ``llm_cache``):
 
-* ``llm_cache`` - a collection *without vectors*, one point per cache key. The point id is
-  ``uuid5(key)``, so an exact lookup is a single ``retrieve`` by id. The payload holds the
-  entry's JSON plus ``key``, ``scope``, ``model``, ``operation``, ``created_at`` and
-  ``expires_at`` (epoch seconds or ``null``).
+* ``llm_cache`` - a collection *without vectors*, one point per cache key, with id
+  ``uuid5(key)`` (an exact lookup is one ``retrieve`` by id) and the entry in its payload.
 * ``llm_cache__vec<N>`` - one collection per embedding size ``N`` (cosine distance), created
   on the first :meth:`QdrantCache.put_vector` with a vector of that size. Same point id, same
   payload, plus the prompt embedding. :meth:`QdrantCache.search` looks here, filtered on
@@ -13,13 +11,15 @@ Storage layout, per ``cache_collection`` (say ``llm_cache``):
   generation parameters.
 
 Entries written with :meth:`put` live only in the first collection: no dummy vectors.
+
+This module is the backend's operations. Its parts are private siblings: ``_points`` (point
+ids, the payload, expiry), ``_collections`` (names, creation, the vector collections' upkeep)
+and ``_connection`` (where Qdrant is, the client, health-checked calls).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,16 +27,14 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from qdrant_client import AsyncQdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock
-from llm_client.config import connection_string, resolve
-from llm_client.config import qdrant_url as check_qdrant_url
-from llm_client.exceptions import CacheUnavailableError, ConfigurationError
-from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
+from llm_client.exceptions import CacheUnavailableError
+from llm_client.health import coerce_options, seconds_option
 
 from ._collections import DEFAULT_COLLECTION, Collections, collection_name
+from ._connection import QdrantConnection, resolve_target
 from ._points import UNREADABLE, entry_payload, expired, live_filter, point_id, read_entry
 
 __all__ = ["DEFAULT_COLLECTION", "CacheUnavailableError", "QdrantCache", "point_id"]
@@ -46,26 +44,16 @@ logger = logging.getLogger("llm_client_qdrant")
 T = TypeVar("T")
 
 _PAGE = 256
-
-try:  # httpx comes with qdrant-client; its errors mean "server unreachable"
-    from httpx import HTTPError as _HTTPError
-except ImportError:  # pragma: no cover
-    _HTTPError = OSError  # type: ignore[misc,assignment]
-
-_FAILURES: tuple[type[BaseException], ...] = (
-    ResponseHandlingException,
-    UnexpectedResponse,
-    _HTTPError,
-    OSError,
-    asyncio.TimeoutError,
+_COUNTERS = (
+    "hits",
+    "misses",
+    "semantic_hits",
+    "semantic_misses",
+    "puts",
+    "vector_puts",
+    "deletes",
+    "errors",
 )
-_FAILURES_OR_MISSING: tuple[type[BaseException], ...] = (*_FAILURES, ValueError)
-
-
-def _is_missing_collection(exc: BaseException) -> bool:
-    if isinstance(exc, UnexpectedResponse):
-        return exc.status_code == 404
-    return isinstance(exc, ValueError) and "not found" in str(exc).lower()
 
 
 class QdrantCache:
@@ -105,75 +93,27 @@ class QdrantCache:
         clock: Clock | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        explicit = [
-            name
-            for name, value in (
-                ("qdrant_url", qdrant_url),
-                ("qdrant_path", qdrant_path),
-                ("qdrant_location", qdrant_location),
-            )
-            if value
-        ]
-        if len(explicit) > 1:
-            raise ConfigurationError(
-                f"the 'qdrant' cache backend takes one of qdrant_url, qdrant_path or"
-                f" qdrant_location, got {' and '.join(explicit)}"
-            )
-        self._client_kwargs: dict[str, Any]
-        if qdrant_location:
-            self.mode = "memory" if qdrant_location == ":memory:" else "location"
-            self._client_kwargs = {"location": qdrant_location}
-            target = qdrant_location
-        elif qdrant_path:
-            self.mode = "path"
-            self._client_kwargs = {"path": os.fspath(qdrant_path)}
-            target = os.fspath(qdrant_path)
-        else:
-            if resolve(qdrant_url, "QDRANT_URL") is None:
-                raise ConfigurationError(
-                    "the 'qdrant' cache backend needs a server: pass qdrant_url=... or set the"
-                    " QDRANT_URL environment variable (or use qdrant_path=... /"
-                    " qdrant_location=':memory:' for embedded local mode)"
-                )
-            url = connection_string(
-                qdrant_url,
-                "QDRANT_URL",
-                check_qdrant_url,
-                name="qdrant_url",
-                backend="qdrant",
-                what="cache backend",
-            )
-            self.mode = "server"
-            api_key = resolve(qdrant_api_key, "QDRANT_API_KEY")
-            self._client_kwargs = {
-                "url": url,
-                "api_key": api_key,
-                "timeout": max(1, math.ceil(qdrant_timeout)),
-                "prefer_grpc": prefer_grpc,
-                "check_compatibility": False,  # it would block and warn at construction
-            }
-            target = url
+        target = resolve_target(
+            qdrant_url=qdrant_url,
+            qdrant_api_key=qdrant_api_key,
+            qdrant_path=qdrant_path,
+            qdrant_location=qdrant_location,
+            qdrant_timeout=qdrant_timeout,
+            prefer_grpc=prefer_grpc,
+        )
+        self.mode = target.mode
         self.collection = collection_name(cache_collection)
         self.ttl = seconds_option(ttl, "ttl")
-        self.health = ServiceHealth(
-            "Qdrant", target, logger=logger, reconnect_interval=reconnect_interval, clock=clock
-        )
-        self._wall_clock = wall_clock
-        self._client: AsyncQdrantClient | None = None
         self._collections = Collections(self.collection, local=self.local)
-        self._counters: dict[str, int] = dict.fromkeys(
-            (
-                "hits",
-                "misses",
-                "semantic_hits",
-                "semantic_misses",
-                "puts",
-                "vector_puts",
-                "deletes",
-                "errors",
-            ),
-            0,
+        self._connection = QdrantConnection(
+            target,
+            reconnect_interval=reconnect_interval,
+            clock=clock,
+            on_missing_collection=self._collections.forget,
         )
+        self.health = self._connection.health
+        self._wall_clock = wall_clock
+        self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
 
     _OPTIONS = (
         "qdrant_url",
@@ -213,29 +153,16 @@ class QdrantCache:
         return self._collections.vector(size)
 
     def _qdrant(self) -> AsyncQdrantClient:
-        if self._client is None:
-            self._client = AsyncQdrantClient(**self._client_kwargs)
-        return self._client
+        """The client, made on first use."""
+        return self._connection.client()
 
     async def _call(self, what: str, op: Callable[[AsyncQdrantClient], Awaitable[T]]) -> T:
         """Run ``op``, tracking the service's health; one retry if a collection vanished."""
-
-        async def attempts() -> T:
-            for attempt in (1, 2):
-                try:
-                    return await op(self._qdrant())
-                except _FAILURES_OR_MISSING as exc:
-                    if _is_missing_collection(exc) and attempt == 1:
-                        self._collections.forget()  # dropped behind our back: recreate, retry
-                        continue
-                    raise
-            raise AssertionError("unreachable")  # pragma: no cover
-
         try:
-            return await self.health.call(attempts, outages=_FAILURES, passthrough=(ValueError,))
-        except ServiceDown as down:
+            return await self._connection.call(what, op)
+        except CacheUnavailableError:
             self._counters["errors"] += 1
-            raise CacheUnavailableError(f"cannot {what}: {down}") from down.__cause__
+            raise
 
     def _payload(self, entry: CacheEntry, ttl: float | None) -> dict[str, Any]:
         effective = self.ttl if ttl is None else ttl
@@ -252,18 +179,6 @@ class QdrantCache:
             logger.warning("unreadable cache point %r: %s", (payload or {}).get("key"), exc)
             return None
 
-    def _live_filter(self, scope: str | None = None) -> models.Filter:
-        """Points not yet expired (and, if given, of exactly ``scope``)."""
-        return live_filter(self._wall_clock(), scope)
-
-    async def _delete_everywhere(self, client: AsyncQdrantClient, key: str) -> bool:
-        pid = point_id(key)
-        await self._collections.ensure(client, self.collection, None)
-        found = await client.retrieve(self.collection, ids=[pid], with_payload=False)
-        await client.delete(self.collection, points_selector=models.PointIdsList(points=[pid]))
-        await self._collections.drop_vectors(client, pid)
-        return bool(found)
-
     # -- CacheBackend ---------------------------------------------------------------------------
 
     async def get(self, key: str) -> CacheEntry | None:
@@ -276,7 +191,7 @@ class QdrantCache:
                 return None
             payload = records[0].payload or {}
             if self._expired(payload):
-                await self._delete_everywhere(client, key)
+                await self._collections.delete_point(client, point_id(key))
                 return None
             return self._decode(payload)
 
@@ -357,7 +272,7 @@ class QdrantCache:
             response = await client.query_points(
                 name,
                 query=list(vector),
-                query_filter=self._live_filter(scope),
+                query_filter=live_filter(self._wall_clock(), scope),
                 score_threshold=threshold,
                 limit=1,
                 with_payload=True,
@@ -376,7 +291,7 @@ class QdrantCache:
 
     async def delete(self, key: str) -> bool:
         async def op(client: AsyncQdrantClient) -> bool:
-            return await self._delete_everywhere(client, key)
+            return await self._collections.delete_point(client, point_id(key))
 
         removed = await self._call("delete the entry", op)
         self._counters["deletes"] += 1
@@ -437,7 +352,7 @@ class QdrantCache:
                 await self._collections.ensure(client, self.collection, None)
                 return await client.scroll(
                     self.collection,
-                    scroll_filter=self._live_filter(),
+                    scroll_filter=live_filter(self._wall_clock()),
                     limit=_PAGE,
                     offset=start,
                     with_payload=True,
@@ -462,10 +377,8 @@ class QdrantCache:
 
     async def aclose(self) -> None:
         """Close the client (and release a local ``qdrant_path``). Safe to call twice."""
-        client, self._client = self._client, None
         self._collections.forget()
-        if client is not None:
-            await client.close()
+        await self._connection.aclose()
 
     async def __aenter__(self) -> QdrantCache:
         return self
