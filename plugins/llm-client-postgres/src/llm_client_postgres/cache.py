@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import zlib
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -18,14 +17,21 @@ from typing import Any
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock, MonotonicClock
-from llm_client.config import connection_string, postgres_dsn
-from llm_client.config import redis_url as check_redis_url
-from llm_client.exceptions import CacheUnavailableError, ConfigurationError
-from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
+from llm_client.exceptions import CacheUnavailableError
+from llm_client.health import ServiceDown, seconds_option
 
 from ._codec import decode, encode, resolve_codec
-from ._redis_mirror import DEFAULT_MAX_CONNECTIONS, RedisMirror
-from ._store import PostgresStore, validate_table_name
+from ._redis_mirror import RedisMirror
+from ._setup import (
+    DEFAULT_COLLECTION,
+    DEFAULT_REDIS_PREFIX,
+    DEFAULT_REDIS_TTL,
+    build_mirror,
+    build_store,
+    constructor_arguments,
+    logger,
+)
+from ._store import validate_table_name
 
 __all__ = [
     "DEFAULT_COLLECTION",
@@ -33,20 +39,6 @@ __all__ = [
     "PostgresCache",
     "validate_table_name",
 ]
-
-logger = logging.getLogger("llm_client_postgres")
-
-DEFAULT_COLLECTION = "llm_cache"
-DEFAULT_REDIS_TTL = 3600.0
-DEFAULT_REDIS_PREFIX = "llm_client:"
-
-
-def _pool_size(value: Any) -> int:
-    if value is None:
-        return DEFAULT_MAX_CONNECTIONS
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"redis_max_connections must be an integer >= 1, got {value!r}")
-    return value
 
 
 class PostgresCache:
@@ -114,25 +106,13 @@ class PostgresCache:
         self.ttl = seconds_option(ttl, "ttl")
         self.redis_ttl = seconds_option(redis_ttl_seconds, "redis_ttl_seconds")
         self.purge_interval = float(purge_interval)
-        if pg_pool_max_size < 1 or pg_pool_min_size < 0 or pg_pool_min_size > pg_pool_max_size:
-            raise ConfigurationError(
-                f"invalid pool bounds pg_pool_min_size={pg_pool_min_size},"
-                f" pg_pool_max_size={pg_pool_max_size}"
-            )
         self._clock: Clock = clock or MonotonicClock()
-        dsn = connection_string(
-            pg_dsn, "PG_DSN", postgres_dsn, name="pg_dsn", backend=self.name, what="cache backend"
-        )
-        self._store = PostgresStore(
-            dsn,
+        self._store = build_store(
+            pg_dsn,
             self.collection,
-            health=ServiceHealth(
-                "PostgreSQL",
-                dsn,
-                logger=logger,
-                reconnect_interval=reconnect_interval,
-                clock=self._clock,
-            ),
+            backend=self.name,
+            clock=self._clock,
+            reconnect_interval=reconnect_interval,
             pool_min_size=pg_pool_min_size,
             pool_max_size=pg_pool_max_size,
             connect_timeout=connect_timeout,
@@ -142,57 +122,21 @@ class PostgresCache:
         )
         self._mirror: RedisMirror | None = None
         if mirror:
-            url = connection_string(
+            self._mirror = build_mirror(
                 redis_url,
-                "REDIS_URL",
-                check_redis_url,
-                name="redis_url",
+                f"{redis_prefix}{self.collection}:",
                 backend=self.name,
-                what="cache backend",
-            )
-            self._mirror = RedisMirror(
-                url,
-                namespace=f"{redis_prefix}{self.collection}:",
-                health=ServiceHealth(
-                    "Redis",
-                    url,
-                    logger=logger,
-                    reconnect_interval=reconnect_interval,
-                    clock=self._clock,
-                ),
+                clock=self._clock,
+                reconnect_interval=reconnect_interval,
                 connect_timeout=connect_timeout,
                 command_timeout=command_timeout,
-                max_connections=_pool_size(redis_max_connections),
-                pool_timeout=seconds_option(redis_pool_timeout, "redis_pool_timeout"),
+                max_connections=redis_max_connections,
+                pool_timeout=redis_pool_timeout,
             )
         self._last_purge = self._clock.now()
         self._counters: dict[str, int] = dict.fromkeys(
             ("hits", "misses", "redis_hits", "postgres_hits", "puts", "deletes", "errors"), 0
         )
-
-    # -- construction from client options ----------------------------------------------------
-
-    _OPTIONS = (
-        "cache_collection",
-        "redis_ttl_seconds",
-        "ttl",
-        "compression",
-        "compression_min_bytes",
-        "redis_prefix",
-        "pg_pool_min_size",
-        "pg_pool_max_size",
-        "connect_timeout",
-        "command_timeout",
-        "reconnect_interval",
-        "purge_interval",
-        "pg_application_name",
-        "pg_synchronous_commit",
-        "redis_max_connections",
-        "redis_pool_timeout",
-        "clock",
-    )
-    #: Options for which an explicit ``None`` means "off" rather than "use the default".
-    _NONE_MEANS_OFF = ("ttl", "redis_ttl_seconds", "compression")
 
     @classmethod
     def from_options(cls, *, mirror: bool, **options: Any) -> PostgresCache:
@@ -200,35 +144,7 @@ class PostgresCache:
 
         ``cache_ttl`` (the client's name) is accepted for ``ttl``.
         """
-        if options.get("ttl") is None and options.get("cache_ttl") is not None:
-            options["ttl"] = options["cache_ttl"]
-        kwargs = {
-            k: options[k]
-            for k in cls._OPTIONS
-            if k in options and (options[k] is not None or k in cls._NONE_MEANS_OFF)
-        }
-        kwargs = coerce_options(
-            kwargs,
-            {
-                "redis_ttl_seconds": float,
-                "ttl": float,
-                "compression_min_bytes": int,
-                "pg_pool_min_size": int,
-                "pg_pool_max_size": int,
-                "connect_timeout": float,
-                "command_timeout": float,
-                "reconnect_interval": float,
-                "purge_interval": float,
-                "redis_max_connections": int,
-                "redis_pool_timeout": float,
-            },
-        )
-        return cls(
-            options.get("pg_dsn"),
-            redis_url=options.get("redis_url") if mirror else None,
-            mirror=mirror,
-            **kwargs,
-        )
+        return cls(**constructor_arguments(options, mirror=mirror))
 
     # -- helpers ------------------------------------------------------------------------------
 
