@@ -4,6 +4,12 @@ Reads go Redis -> PostgreSQL -> miss; a PostgreSQL hit is copied back into Redis
 both. When one service is down the other carries on alone (logged once per outage); only
 when neither answers does a call raise :class:`CacheUnavailableError`, which the cache
 middleware treats as "no cache this time".
+
+:class:`PostgresCache` is here with its read and write path (``get``, ``put``, ``delete``,
+``clear``). Its parts live beside it in private modules: ``_setup`` (option defaults, building
+the store and the mirror, ``from_options``' parsing), ``_maintenance`` (``warm``,
+``purge_expired``, ``stats``, ``export``, ``drop``, ``aclose``), ``_store`` (the table and its
+pool), ``_redis_mirror`` (the Redis copy) and ``_codec`` (compression).
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
@@ -21,6 +26,7 @@ from llm_client.exceptions import CacheUnavailableError
 from llm_client.health import ServiceDown, seconds_option
 
 from ._codec import decode, encode, resolve_codec
+from ._maintenance import CacheMaintenance
 from ._redis_mirror import RedisMirror
 from ._setup import (
     DEFAULT_COLLECTION,
@@ -41,7 +47,7 @@ __all__ = [
 ]
 
 
-class PostgresCache:
+class PostgresCache(CacheMaintenance):
     """A :class:`~llm_client.cache.CacheBackend` on PostgreSQL, optionally mirrored in Redis.
 
     :param pg_dsn: PostgreSQL DSN; falls back to ``$PG_DSN``.
@@ -280,95 +286,6 @@ class PostgresCache:
             return await self._store.clear()
         except ServiceDown as exc:
             raise self._unavailable("clear the cache", exc) from exc
-
-    async def purge_expired(self) -> int:
-        """Delete expired rows now; returns how many. Also runs on its own every
-        ``purge_interval`` seconds."""
-        self._last_purge = self._clock.now()
-        try:
-            return await self._store.purge_expired()
-        except ServiceDown:
-            return 0
-
-    async def stats(self) -> dict[str, Any]:
-        """Counters since start, entry count, and which services are currently up."""
-        entries: int | None
-        try:
-            entries = await self._store.count()
-        except ServiceDown:
-            entries = None
-        result: dict[str, Any] = {
-            "backend": self.name,
-            "table": self.table,
-            "entries": entries,
-            **self._counters,
-            "compression": self.codec,
-            "postgres_up": self._store.health.up,
-            "postgres_failures": self._store.health.failures,
-        }
-        if self._mirror is not None:
-            result["redis_up"] = self._mirror.health.up
-            result["redis_failures"] = self._mirror.health.failures
-            result["redis_ttl_seconds"] = self.redis_ttl
-        return result
-
-    #: Rows fetched per query by :meth:`export`.
-    export_page_size = 500
-
-    async def export(self) -> AsyncIterator[CacheEntry]:
-        """Every live entry from PostgreSQL, in key order, read a page at a time."""
-        after = ""
-        size = self.export_page_size
-        while True:
-            try:
-                page = await self._store.page(after, size)
-            except ServiceDown as exc:
-                raise self._unavailable("export the cache", exc) from exc
-            for key, data, codec in page:
-                decoded = self._decode_row(key, data, codec)
-                if decoded is not None:
-                    yield decoded[0]
-            if len(page) < size:
-                return
-            after = page[-1][0]
-
-    async def warm(self) -> None:
-        """Open connections, create the table and purge expired rows ahead of the first call.
-
-        Raises only when no service answers.
-        """
-        pg_down: ServiceDown | None = None
-        try:
-            await self._store.warm()
-            self._last_purge = self._clock.now()
-        except ServiceDown as exc:
-            pg_down = exc
-        if self._mirror is not None:
-            try:
-                await self._mirror.ping()
-            except ServiceDown as exc:
-                if pg_down is not None:
-                    raise self._unavailable("warm the cache", exc) from exc
-        elif pg_down is not None:
-            raise self._unavailable("warm the cache", pg_down) from pg_down
-
-    async def aclose(self) -> None:
-        """Close the pool and the Redis client. Safe to call twice."""
-        try:
-            await self._store.aclose()
-        finally:
-            if self._mirror is not None:
-                await self._mirror.aclose()
-
-    async def drop(self) -> None:
-        """Drop the table and the mirrored keys (for tests and tear-down)."""
-        if self._mirror is not None:
-            with contextlib.suppress(ServiceDown):
-                await self._mirror.clear()
-        try:
-            await self._store.drop_table()
-        except ServiceDown as exc:
-            raise self._unavailable("drop the table", exc) from exc
 
     async def __aenter__(self) -> PostgresCache:
         return self
