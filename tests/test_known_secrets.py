@@ -56,3 +56,25 @@ async def test_error_text_is_redacted_of_the_clients_key(
         assert responses["status"] == 401 and KEY not in json.dumps(responses)
     assert server.count() == 4
     assert KEY not in caplog.text
+
+
+def test_environment_secrets_follow_every_change_of_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scan is reused only while the environment is unchanged: a variable set, changed or
+    removed between two stores is seen by the next one."""
+    from llm_client.known_secrets import environment_secrets, find_secret
+
+    first, second = "sk-live-" + "a" * 24, "sk-live-" + "b" * 24
+    monkeypatch.delenv("SOME_SERVICE_API_KEY", raising=False)
+    assert find_secret({"text": first}) is None
+    monkeypatch.setenv("SOME_SERVICE_API_KEY", first)
+    assert find_secret({"text": first}) == "the value of $SOME_SERVICE_API_KEY"
+    assert environment_secrets().count(first) == 1
+    monkeypatch.setenv("SOME_SERVICE_API_KEY", second)
+    assert find_secret({"text": first}) is None
+    assert find_secret(["x", {"y": f"...{second}..."}]) == "the value of $SOME_SERVICE_API_KEY"
+    monkeypatch.delenv("SOME_SERVICE_API_KEY")
+    assert find_secret({"text": second}) is None
+    environment_secrets().append("not kept")  # callers get a copy
+    assert "not kept" not in environment_secrets()

@@ -4,28 +4,40 @@ Reads go Redis -> PostgreSQL -> miss; a PostgreSQL hit is copied back into Redis
 both. When one service is down the other carries on alone (logged once per outage); only
 when neither answers does a call raise :class:`CacheUnavailableError`, which the cache
 middleware treats as "no cache this time".
+
+:class:`PostgresCache` is here with its read and write path (``get``, ``put``, ``delete``,
+``clear``). Its parts live beside it in private modules: ``_setup`` (option defaults, building
+the store and the mirror, ``from_options``' parsing), ``_maintenance`` (``warm``,
+``purge_expired``, ``stats``, ``export``, ``drop``, ``aclose``), ``_store`` (the table and its
+pool), ``_redis_mirror`` (the Redis copy) and ``_codec`` (compression).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import zlib
-from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock, MonotonicClock
-from llm_client.config import connection_string, postgres_dsn
-from llm_client.config import redis_url as check_redis_url
-from llm_client.exceptions import CacheUnavailableError, ConfigurationError
-from llm_client.health import ServiceDown, ServiceHealth, coerce_options, seconds_option
+from llm_client.exceptions import CacheUnavailableError
+from llm_client.health import ServiceDown, seconds_option
 
 from ._codec import decode, encode, resolve_codec
-from ._redis_mirror import DEFAULT_MAX_CONNECTIONS, RedisMirror
-from ._store import PostgresStore, validate_table_name
+from ._maintenance import CacheMaintenance
+from ._redis_mirror import RedisMirror
+from ._setup import (
+    DEFAULT_COLLECTION,
+    DEFAULT_REDIS_PREFIX,
+    DEFAULT_REDIS_TTL,
+    build_mirror,
+    build_store,
+    constructor_arguments,
+    logger,
+)
+from ._store import validate_table_name
 
 __all__ = [
     "DEFAULT_COLLECTION",
@@ -34,22 +46,8 @@ __all__ = [
     "validate_table_name",
 ]
 
-logger = logging.getLogger("llm_client_postgres")
 
-DEFAULT_COLLECTION = "llm_cache"
-DEFAULT_REDIS_TTL = 3600.0
-DEFAULT_REDIS_PREFIX = "llm_client:"
-
-
-def _pool_size(value: Any) -> int:
-    if value is None:
-        return DEFAULT_MAX_CONNECTIONS
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"redis_max_connections must be an integer >= 1, got {value!r}")
-    return value
-
-
-class PostgresCache:
+class PostgresCache(CacheMaintenance):
     """A :class:`~llm_client.cache.CacheBackend` on PostgreSQL, optionally mirrored in Redis.
 
     :param pg_dsn: PostgreSQL DSN; falls back to ``$PG_DSN``.
@@ -114,25 +112,13 @@ class PostgresCache:
         self.ttl = seconds_option(ttl, "ttl")
         self.redis_ttl = seconds_option(redis_ttl_seconds, "redis_ttl_seconds")
         self.purge_interval = float(purge_interval)
-        if pg_pool_max_size < 1 or pg_pool_min_size < 0 or pg_pool_min_size > pg_pool_max_size:
-            raise ConfigurationError(
-                f"invalid pool bounds pg_pool_min_size={pg_pool_min_size},"
-                f" pg_pool_max_size={pg_pool_max_size}"
-            )
         self._clock: Clock = clock or MonotonicClock()
-        dsn = connection_string(
-            pg_dsn, "PG_DSN", postgres_dsn, name="pg_dsn", backend=self.name, what="cache backend"
-        )
-        self._store = PostgresStore(
-            dsn,
+        self._store = build_store(
+            pg_dsn,
             self.collection,
-            health=ServiceHealth(
-                "PostgreSQL",
-                dsn,
-                logger=logger,
-                reconnect_interval=reconnect_interval,
-                clock=self._clock,
-            ),
+            backend=self.name,
+            clock=self._clock,
+            reconnect_interval=reconnect_interval,
             pool_min_size=pg_pool_min_size,
             pool_max_size=pg_pool_max_size,
             connect_timeout=connect_timeout,
@@ -142,57 +128,21 @@ class PostgresCache:
         )
         self._mirror: RedisMirror | None = None
         if mirror:
-            url = connection_string(
+            self._mirror = build_mirror(
                 redis_url,
-                "REDIS_URL",
-                check_redis_url,
-                name="redis_url",
+                f"{redis_prefix}{self.collection}:",
                 backend=self.name,
-                what="cache backend",
-            )
-            self._mirror = RedisMirror(
-                url,
-                namespace=f"{redis_prefix}{self.collection}:",
-                health=ServiceHealth(
-                    "Redis",
-                    url,
-                    logger=logger,
-                    reconnect_interval=reconnect_interval,
-                    clock=self._clock,
-                ),
+                clock=self._clock,
+                reconnect_interval=reconnect_interval,
                 connect_timeout=connect_timeout,
                 command_timeout=command_timeout,
-                max_connections=_pool_size(redis_max_connections),
-                pool_timeout=seconds_option(redis_pool_timeout, "redis_pool_timeout"),
+                max_connections=redis_max_connections,
+                pool_timeout=redis_pool_timeout,
             )
         self._last_purge = self._clock.now()
         self._counters: dict[str, int] = dict.fromkeys(
             ("hits", "misses", "redis_hits", "postgres_hits", "puts", "deletes", "errors"), 0
         )
-
-    # -- construction from client options ----------------------------------------------------
-
-    _OPTIONS = (
-        "cache_collection",
-        "redis_ttl_seconds",
-        "ttl",
-        "compression",
-        "compression_min_bytes",
-        "redis_prefix",
-        "pg_pool_min_size",
-        "pg_pool_max_size",
-        "connect_timeout",
-        "command_timeout",
-        "reconnect_interval",
-        "purge_interval",
-        "pg_application_name",
-        "pg_synchronous_commit",
-        "redis_max_connections",
-        "redis_pool_timeout",
-        "clock",
-    )
-    #: Options for which an explicit ``None`` means "off" rather than "use the default".
-    _NONE_MEANS_OFF = ("ttl", "redis_ttl_seconds", "compression")
 
     @classmethod
     def from_options(cls, *, mirror: bool, **options: Any) -> PostgresCache:
@@ -200,35 +150,7 @@ class PostgresCache:
 
         ``cache_ttl`` (the client's name) is accepted for ``ttl``.
         """
-        if options.get("ttl") is None and options.get("cache_ttl") is not None:
-            options["ttl"] = options["cache_ttl"]
-        kwargs = {
-            k: options[k]
-            for k in cls._OPTIONS
-            if k in options and (options[k] is not None or k in cls._NONE_MEANS_OFF)
-        }
-        kwargs = coerce_options(
-            kwargs,
-            {
-                "redis_ttl_seconds": float,
-                "ttl": float,
-                "compression_min_bytes": int,
-                "pg_pool_min_size": int,
-                "pg_pool_max_size": int,
-                "connect_timeout": float,
-                "command_timeout": float,
-                "reconnect_interval": float,
-                "purge_interval": float,
-                "redis_max_connections": int,
-                "redis_pool_timeout": float,
-            },
-        )
-        return cls(
-            options.get("pg_dsn"),
-            redis_url=options.get("redis_url") if mirror else None,
-            mirror=mirror,
-            **kwargs,
-        )
+        return cls(**constructor_arguments(options, mirror=mirror))
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -364,95 +286,6 @@ class PostgresCache:
             return await self._store.clear()
         except ServiceDown as exc:
             raise self._unavailable("clear the cache", exc) from exc
-
-    async def purge_expired(self) -> int:
-        """Delete expired rows now; returns how many. Also runs on its own every
-        ``purge_interval`` seconds."""
-        self._last_purge = self._clock.now()
-        try:
-            return await self._store.purge_expired()
-        except ServiceDown:
-            return 0
-
-    async def stats(self) -> dict[str, Any]:
-        """Counters since start, entry count, and which services are currently up."""
-        entries: int | None
-        try:
-            entries = await self._store.count()
-        except ServiceDown:
-            entries = None
-        result: dict[str, Any] = {
-            "backend": self.name,
-            "table": self.table,
-            "entries": entries,
-            **self._counters,
-            "compression": self.codec,
-            "postgres_up": self._store.health.up,
-            "postgres_failures": self._store.health.failures,
-        }
-        if self._mirror is not None:
-            result["redis_up"] = self._mirror.health.up
-            result["redis_failures"] = self._mirror.health.failures
-            result["redis_ttl_seconds"] = self.redis_ttl
-        return result
-
-    #: Rows fetched per query by :meth:`export`.
-    export_page_size = 500
-
-    async def export(self) -> AsyncIterator[CacheEntry]:
-        """Every live entry from PostgreSQL, in key order, read a page at a time."""
-        after = ""
-        size = self.export_page_size
-        while True:
-            try:
-                page = await self._store.page(after, size)
-            except ServiceDown as exc:
-                raise self._unavailable("export the cache", exc) from exc
-            for key, data, codec in page:
-                decoded = self._decode_row(key, data, codec)
-                if decoded is not None:
-                    yield decoded[0]
-            if len(page) < size:
-                return
-            after = page[-1][0]
-
-    async def warm(self) -> None:
-        """Open connections, create the table and purge expired rows ahead of the first call.
-
-        Raises only when no service answers.
-        """
-        pg_down: ServiceDown | None = None
-        try:
-            await self._store.warm()
-            self._last_purge = self._clock.now()
-        except ServiceDown as exc:
-            pg_down = exc
-        if self._mirror is not None:
-            try:
-                await self._mirror.ping()
-            except ServiceDown as exc:
-                if pg_down is not None:
-                    raise self._unavailable("warm the cache", exc) from exc
-        elif pg_down is not None:
-            raise self._unavailable("warm the cache", pg_down) from pg_down
-
-    async def aclose(self) -> None:
-        """Close the pool and the Redis client. Safe to call twice."""
-        try:
-            await self._store.aclose()
-        finally:
-            if self._mirror is not None:
-                await self._mirror.aclose()
-
-    async def drop(self) -> None:
-        """Drop the table and the mirrored keys (for tests and tear-down)."""
-        if self._mirror is not None:
-            with contextlib.suppress(ServiceDown):
-                await self._mirror.clear()
-        try:
-            await self._store.drop_table()
-        except ServiceDown as exc:
-            raise self._unavailable("drop the table", exc) from exc
 
     async def __aenter__(self) -> PostgresCache:
         return self
