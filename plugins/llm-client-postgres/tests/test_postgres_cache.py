@@ -10,6 +10,7 @@ that is stopped and restarted, and real ``pg_terminate_backend`` calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
@@ -668,3 +669,56 @@ async def test_a_read_is_one_round_trip_the_pool_runs_no_reset_query(
     assert await store.run(show_timeout) == "4321ms"
     assert (await cache.get("k")) is not None
     assert await store.run(show_timeout) == "4321ms"
+
+
+async def test_a_frozen_redis_leaves_pg_redis_answering_from_postgresql(
+    pg_dsn: str, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGSTOP leaves the mirror's connections open and unanswered. A read of the mirror gives
+    up after ``redis_command_timeout`` (default 1 s, not the 10 s statement timeout), so
+    PostgreSQL answers within the cache step's bound: stored answers are still hits, and the
+    cache step never sees the backend fail (no outage, nothing skipped)."""
+    import signal
+
+    from llm_client import GPT5Nano, OpenAIClient
+    from llm_client.testing import FakeOpenAI, expected_text
+
+    caplog.set_level(logging.INFO)
+    assert redis_server.proc is not None
+    table = _unique("frozen")
+    async with FakeOpenAI() as server:
+        client = OpenAIClient(
+            GPT5Nano,
+            cache_backend="pg_redis",
+            pg_dsn=pg_dsn,
+            redis_url=redis_server.url,
+            cache_collection=table,
+            base_url=server.base_url,
+            api_key="sk-test",
+            rate_limit_backend=None,
+            timeout=5,
+        )
+        asks = [[{"role": "user", "content": f"question {i}"}] for i in range(8)]
+        try:
+            for msgs in asks:
+                assert (await client.get_response(messages=msgs))["status"] == 200
+            await asyncio.sleep(0.3)  # the background stores land in both
+            os.kill(redis_server.proc.pid, signal.SIGSTOP)
+            try:
+                results = await asyncio.gather(
+                    *(client.get_response(messages=msgs) for msgs in asks)
+                )
+                later = [await client.get_response(messages=msgs) for msgs in asks[:3]]
+            finally:
+                os.kill(redis_server.proc.pid, signal.SIGCONT)
+            for msgs, result in zip([*asks, *asks[:3]], [*results, *later], strict=True):
+                assert result["status"] == 200, result["error"]
+                assert result["output"] == expected_text(msgs)
+                assert result["cached"], "answered by PostgreSQL while Redis is frozen"
+            stats = client.stats()["cache"]
+            assert stats["backend_errors"] == 0 and stats["backend_skips"] == 0, stats
+            assert server.count("chat") == len(asks)  # no answer asked for twice
+        finally:
+            with contextlib.suppress(Exception):
+                await client.cache.drop()
+            await client.close()

@@ -47,6 +47,7 @@ PG_REDIS_OPTIONS = (
     "redis_url",
     "redis_ttl_seconds",
     "redis_prefix",
+    "redis_command_timeout",
     "redis_max_connections",
     "redis_pool_timeout",
 )

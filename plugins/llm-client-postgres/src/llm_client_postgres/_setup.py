@@ -22,6 +22,7 @@ from ._store import PostgresStore
 
 __all__ = [
     "DEFAULT_COLLECTION",
+    "DEFAULT_REDIS_COMMAND_TIMEOUT",
     "DEFAULT_REDIS_PREFIX",
     "DEFAULT_REDIS_TTL",
     "build_mirror",
@@ -35,6 +36,8 @@ logger = logging.getLogger("llm_client_postgres")
 DEFAULT_COLLECTION = "llm_cache"
 DEFAULT_REDIS_TTL = 3600.0
 DEFAULT_REDIS_PREFIX = "llm_client:"
+#: The longest a command of the Redis mirror takes by default (see ``redis_command_timeout``).
+DEFAULT_REDIS_COMMAND_TIMEOUT = 1.0
 
 #: The client options ``from_options`` passes on (``pg_dsn`` and ``redis_url`` aside).
 _OPTIONS = (
@@ -52,6 +55,7 @@ _OPTIONS = (
     "purge_interval",
     "pg_application_name",
     "pg_synchronous_commit",
+    "redis_command_timeout",
     "redis_max_connections",
     "redis_pool_timeout",
     "clock",
@@ -69,6 +73,7 @@ _TYPES: dict[str, type] = {
     "command_timeout": float,
     "reconnect_interval": float,
     "purge_interval": float,
+    "redis_command_timeout": float,
     "redis_max_connections": int,
     "redis_pool_timeout": float,
 }

@@ -30,6 +30,7 @@ from ._maintenance import CacheMaintenance
 from ._redis_mirror import RedisMirror
 from ._setup import (
     DEFAULT_COLLECTION,
+    DEFAULT_REDIS_COMMAND_TIMEOUT,
     DEFAULT_REDIS_PREFIX,
     DEFAULT_REDIS_TTL,
     build_mirror,
@@ -72,10 +73,15 @@ class PostgresCache(CacheMaintenance):
         lets a write return before its WAL is flushed: a server crash may lose the last
         fraction of a second of cache writes (never corrupt anything), and a write costs a
         round trip instead of a disk flush. Use ``"on"`` to wait for the flush.
+    :param redis_command_timeout: seconds a command of the Redis mirror may take (default
+        ``min(command_timeout, 1.0)``). Kept short on purpose: the mirror is a hot copy, and a
+        Redis that stops answering (frozen, partitioned) must leave the read enough time to
+        fall back to PostgreSQL within the cache step's own bound. After one such timeout the
+        mirror is skipped until a probe finds Redis again.
     :param redis_max_connections: size of the mirror's Redis connection pool (default 100).
         When every connection is busy a command waits for one, up to ``redis_pool_timeout``
-        seconds (default: ``command_timeout``); a wait that runs out skips the mirror for that
-        operation and is not reported as an outage.
+        seconds (default: ``redis_command_timeout``); a wait that runs out skips the mirror for
+        that operation and is not reported as an outage.
     :param clock: monotonic clock for the reconnect and purge intervals.
     """
 
@@ -99,6 +105,7 @@ class PostgresCache(CacheMaintenance):
         purge_interval: float = 300.0,
         pg_application_name: str = "llm-client-cache",
         pg_synchronous_commit: str = "off",
+        redis_command_timeout: float | None = None,
         redis_max_connections: int | None = None,
         redis_pool_timeout: float | None = None,
         clock: Clock | None = None,
@@ -135,7 +142,10 @@ class PostgresCache(CacheMaintenance):
                 clock=self._clock,
                 reconnect_interval=reconnect_interval,
                 connect_timeout=connect_timeout,
-                command_timeout=command_timeout,
+                command_timeout=seconds_option(
+                    redis_command_timeout, "redis_command_timeout"
+                )
+                or min(command_timeout, DEFAULT_REDIS_COMMAND_TIMEOUT),
                 max_connections=redis_max_connections,
                 pool_timeout=redis_pool_timeout,
             )
