@@ -339,3 +339,31 @@ async def test_embedding_failures_fall_back_to_exact_matches(
     hit = await client.get_response(messages=ask(f"please {fresh}"))
     assert hit["cached"] is True and hit["cache_similarity"] >= THRESHOLD
     assert server.count("chat") == 3
+
+
+async def test_a_hung_embedding_call_costs_the_lookup_its_share_not_the_call(
+    make_client: Clients, server: FakeOpenAI, caplog: pytest.LogCaptureFixture
+):
+    """The prompt's embedding is bounded like a backend read (half the call's time left):
+    when the embeddings endpoint hangs, the call is answered by the API within its timeout
+    (before, the lookup waited and the call ended in a 408), and the answer is still stored
+    with its vector once the embedding works, so a paraphrase finds it."""
+    caplog.set_level(logging.INFO)
+    client = make_client(semantic_cache_threshold=THRESHOLD, timeout=3)
+    server.delay_next(30, endpoint="embeddings")
+    first = await client.get_response(messages=ask(ORIGINAL))
+    assert first["status"] == 200, first["error"]
+    assert first["cached"] is False and server.count("chat") == 1
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "llm_client.middleware.cache" and r.levelno == logging.WARNING
+    ]
+    assert len(warnings) == 1 and "no answer within" in warnings[0], warnings
+    for _ in range(200):  # the background store embeds the prompt again, without a deadline
+        if client.stats()["cache"]["pending_stores"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    hit = await client.get_response(messages=ask(PARAPHRASE))
+    assert hit["cached"] is True and hit["cache_similarity"] >= THRESHOLD
+    assert server.count("chat") == 1

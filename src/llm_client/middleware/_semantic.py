@@ -9,6 +9,7 @@ lookup is skipped and one WARNING says so until embedding works again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -96,24 +97,37 @@ class SemanticLookup:
             state.semantic = bool(state.prompt)
         return state.semantic
 
-    async def vector(self, state: CallState) -> list[float] | None:
-        """The prompt's embedding (computed once per call), ``None`` if embedding failed."""
+    async def vector(self, state: CallState, limit: float | None = None) -> list[float] | None:
+        """The prompt's embedding (computed once per call), ``None`` if embedding failed.
+
+        :param limit: seconds the embedding may take (the lookup's share of the call's time
+            left, as for a backend read); past it the lookup goes on with exact matches only,
+            and the answer's store may embed the prompt again later, in the background.
+        """
         if state.embedded or self.embed is None or not state.prompt:
             return state.vector
+        if limit is not None and limit <= 0:
+            return None  # no time left to embed under the call's deadline
         state.embedded = True
         try:
-            vector = [float(x) for x in await self.embed(state.prompt)]
+            pending = self.embed(state.prompt)
+            raw = await (pending if limit is None else asyncio.wait_for(pending, limit))
+            vector = [float(x) for x in raw]
             if not vector or not all(math.isfinite(x) for x in vector):
                 raise ValueError("the embedding is empty or not finite")
         except Exception as exc:  # embedding trouble never fails the call
             self.embed_errors += 1
+            cut = limit is not None and isinstance(exc, (TimeoutError, asyncio.TimeoutError))
+            if cut:
+                state.embedded = False  # the store, with no deadline, may try again
             if not self._embed_down:
                 self._embed_down = True
                 log.warning(
-                    "embedding the prompt for the semantic cache failed (%s: %s); using exact"
+                    "embedding the prompt for the semantic cache failed (%s); using exact"
                     " matches only until it works again",
-                    type(exc).__name__,
-                    redact_text(str(exc)),
+                    f"no answer within {limit:g}s"
+                    if cut
+                    else f"{type(exc).__name__}: {redact_text(str(exc))}",
                 )
             return None
         if self._embed_down:
@@ -122,9 +136,12 @@ class SemanticLookup:
         state.vector = vector
         return vector
 
-    async def search(self, state: CallState, run: RunOp) -> tuple[CacheEntry, float] | None:
-        """The nearest stored entry of the call's scope at or above the threshold."""
-        vector = await self.vector(state)
+    async def search(
+        self, state: CallState, run: RunOp, limit: float | None = None
+    ) -> tuple[CacheEntry, float] | None:
+        """The nearest stored entry of the call's scope at or above the threshold (the
+        prompt embedded within ``limit`` seconds, see :meth:`vector`)."""
+        vector = await self.vector(state, limit)
         if vector is None or state.scope is None or self.threshold is None:
             return None
         backend = self.backend

@@ -328,7 +328,7 @@ class CacheMiddleware(Storing):
         async def run(what: str, op: Callable[[], Awaitable[Any]]) -> Any:
             return await self._ops.run(what, op, deadline)
 
-        found = await self._semantic.search(ctx, run)
+        found = await self._semantic.search(ctx, run, self._ops.limit(deadline))
         if found is None:
             return None
         entry, similarity = found
