@@ -27,8 +27,9 @@ local ``:memory:`` mode):
    whole client is <= 1.3x the raw read (redis, postgres, pg_redis; issue 9 §7).
 
 Every reader is warmed first (one at a time and with all its concurrent readers, so pools are
-full), then ours and the raw reads are timed in interleaved rounds and the best round of each
-is shown: the machine's noise hits both sides alike. Miss overhead is measured in pairs (a call
+full). Latencies are then taken read by read in turn (one read by each reader, then the next
+key), and rates in interleaved rounds; the best round of each is shown: the machine's noise
+hits both sides alike. Miss overhead is measured in pairs (a call
 without a cache, then one with it), each with a fresh prompt.
 
 Services come from ``PG_DSN`` / ``REDIS_URL`` (default: the local ones); a backend whose
@@ -85,16 +86,25 @@ class Timing:
         return f"{self.p50_us:8.1f} {self.p99_us:8.1f} {self.per_s:10,.0f}"
 
 
-async def sequential(read: Read, keys: list[str], n: int) -> tuple[float, float]:
-    """p50 and p99 latency in microseconds of ``n`` one-at-a-time reads."""
-    samples: list[float] = []
-    for i in range(n):
-        key = keys[i % len(keys)]
-        start = time.perf_counter_ns()
-        await read(key)
-        samples.append((time.perf_counter_ns() - start) / 1000)
+def _p50_p99(samples: list[float]) -> tuple[float, float]:
     samples.sort()
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+async def alternating(
+    readers: dict[str, Read], keys: list[str], n: int
+) -> dict[str, tuple[float, float]]:
+    """p50 and p99 of ``n`` one-at-a-time reads by each reader, taken in turn (one read of
+    each, then the next key): every reader sees the machine in the same state, so a slow
+    stretch of the host (this is a shared VM) moves all of them alike."""
+    samples: dict[str, list[float]] = {label: [] for label in readers}
+    for i in range(n):
+        key = keys[i % len(keys)]
+        for label, read in readers.items():
+            start = time.perf_counter_ns()
+            await read(key)
+            samples[label].append((time.perf_counter_ns() - start) / 1000)
+    return {label: _p50_p99(taken) for label, taken in samples.items()}
 
 
 async def concurrent(read: Read, keys: list[str], n: int, concurrency: int) -> float:
@@ -124,8 +134,9 @@ async def measure(
         await concurrent(read, keys, concurrency * 4, concurrency)
     best: dict[str, Timing] = {}
     for _ in range(rounds):
+        latencies = await alternating(readers, keys, n)
         for label, read in readers.items():
-            p50, p99 = await sequential(read, keys, n)
+            p50, p99 = latencies[label]
             rate = await concurrent(read, keys, n, concurrency)
             old = best.get(label)
             best[label] = (

@@ -91,7 +91,14 @@ def _classes() -> dict[str, type]:
                 connection = self._available_connections.pop()
                 self._in_use_connections.add(connection)
                 try:
-                    await self.ensure_connection(connection)
+                    # ensure_connection's checks, its common case first: connected, nothing
+                    # unread (its connect() runs redis-py's retry machinery even then)
+                    try:
+                        ready = connection.is_connected and not await connection.can_read()
+                    except (RedisConnectionError, RedisTimeoutError, OSError):
+                        ready = False
+                    if not ready:
+                        await self.ensure_connection(connection)
                 except BaseException:
                     await self.release(connection)
                     raise

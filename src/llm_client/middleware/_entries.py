@@ -35,8 +35,8 @@ def exact_hit(value: Mapping[str, Any], identifier: str) -> LLMResult:
     ``value`` has passed :func:`~llm_client.cache.checks.check_result_value`, so its fields
     have their types already; only what ``from_dict`` defaults or copies is done here.
     """
-    usage = value.get("usage") or {}
-    counts = {k: v for k, v in usage.items() if k in USAGE_FIELDS}
+    counts = dict(value.get("usage") or {})
+    counts.pop("total_cost", None)  # written by Usage.to_dict, not a field
     get = counts.get
     counts["saved_cost"] = (
         (get("input_cost", 0.0) + get("cached_input_cost", 0.0))
@@ -46,11 +46,15 @@ def exact_hit(value: Mapping[str, Any], identifier: str) -> LLMResult:
     counts["input_cost"] = counts["cached_input_cost"] = counts["output_cost"] = 0.0
     if "estimated" in counts:
         counts["estimated"] = counts["estimated"] is True
+    try:
+        usage = Usage(**counts)
+    except TypeError:  # a field this version does not know (from a newer writer)
+        usage = Usage(**{k: v for k, v in counts.items() if k in USAGE_FIELDS})
     tool_calls = value.get("tool_calls")
     return LLMResult(
         params=dict(value["params"]),
         output=value.get("output"),
-        usage=Usage(**counts),
+        usage=usage,
         status=value["status"],
         error=value.get("error", "OK"),
         identifier=identifier,
