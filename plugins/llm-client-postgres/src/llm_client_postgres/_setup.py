@@ -17,6 +17,7 @@ from llm_client.config import redis_url as check_redis_url
 from llm_client.exceptions import ConfigurationError
 from llm_client.health import ServiceHealth, coerce_options, seconds_option
 
+from . import PG_REDIS_OPTIONS  # the package's __init__ defines it, importing nothing of ours
 from ._redis_mirror import DEFAULT_MAX_CONNECTIONS, RedisMirror
 from ._store import PostgresStore
 
@@ -39,26 +40,11 @@ DEFAULT_REDIS_PREFIX = "llm_client:"
 #: The longest a command of the Redis mirror takes by default (see ``redis_command_timeout``).
 DEFAULT_REDIS_COMMAND_TIMEOUT = 1.0
 
-#: The client options ``from_options`` passes on (``pg_dsn`` and ``redis_url`` aside).
-_OPTIONS = (
-    "cache_collection",
-    "redis_ttl_seconds",
-    "ttl",
-    "compression",
-    "compression_min_bytes",
-    "redis_prefix",
-    "pg_pool_min_size",
-    "pg_pool_max_size",
-    "connect_timeout",
-    "command_timeout",
-    "reconnect_interval",
-    "purge_interval",
-    "pg_application_name",
-    "pg_synchronous_commit",
-    "redis_command_timeout",
-    "redis_max_connections",
-    "redis_pool_timeout",
-    "clock",
+#: The client options ``from_options`` passes on: what the factories accept (one list, in
+#: the package's ``__init__``), but the connection strings and the client's ``cache_ttl``,
+#: which are handled apart.
+_OPTIONS = tuple(
+    name for name in PG_REDIS_OPTIONS if name not in ("pg_dsn", "redis_url", "cache_ttl")
 )
 #: Options for which an explicit ``None`` means "off" rather than "use the default".
 _NONE_MEANS_OFF = ("ttl", "redis_ttl_seconds", "compression")
