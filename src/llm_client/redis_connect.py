@@ -163,7 +163,8 @@ def _classes() -> dict[str, type]:
                 writer = conn._writer
                 writer.writelines(command)
                 transport = writer.transport
-                if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
+                limits = getattr(transport, "get_write_buffer_limits", None)
+                if limits is not None and transport.get_write_buffer_size() <= limits()[1]:
                     await writer.drain()  # not paused: returns at once, no timer needed
                 else:
                     async with asyncio.timeout(timeout):
