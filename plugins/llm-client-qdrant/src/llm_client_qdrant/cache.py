@@ -33,6 +33,7 @@ from llm_client.clock import Clock
 from llm_client.exceptions import CacheUnavailableError
 from llm_client.health import coerce_options, seconds_option
 
+from . import CACHE_OPTIONS  # the package's __init__ defines it, importing nothing of ours
 from ._collections import DEFAULT_COLLECTION, Collections, collection_name
 from ._connection import QdrantConnection, resolve_target
 from ._points import UNREADABLE, entry_payload, expired, live_filter, point_id, read_entry
@@ -115,19 +116,9 @@ class QdrantCache:
         self._wall_clock = wall_clock
         self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
 
-    _OPTIONS = (
-        "qdrant_url",
-        "qdrant_api_key",
-        "qdrant_path",
-        "qdrant_location",
-        "cache_collection",
-        "ttl",
-        "qdrant_timeout",
-        "prefer_grpc",
-        "reconnect_interval",
-        "clock",
-        "wall_clock",
-    )
+    #: What ``from_options`` passes on: the factory's options (one list, in the package's
+    #: ``__init__``) but the client's ``cache_ttl``, which is handled apart.
+    _OPTIONS = tuple(name for name in CACHE_OPTIONS if name != "cache_ttl")
 
     @classmethod
     def from_options(cls, **options: Any) -> QdrantCache:

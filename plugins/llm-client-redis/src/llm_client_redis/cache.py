@@ -31,6 +31,8 @@ from llm_client.redis_connect import (
 )
 from llm_client.redis_connect import connect_redis as connect
 
+from . import CACHE_OPTIONS  # the package's __init__ defines it, importing nothing of ours
+
 __all__ = ["DEFAULT_COLLECTION", "DEFAULT_PREFIX", "CacheUnavailableError", "RedisCache"]
 
 logger = logging.getLogger("llm_client_redis")
@@ -108,18 +110,9 @@ class RedisCache:
             ("hits", "misses", "puts", "deletes", "errors"), 0
         )
 
-    _OPTIONS = (
-        "cache_collection",
-        "ttl",
-        "redis_prefix",
-        "connect_timeout",
-        "command_timeout",
-        "reconnect_interval",
-        "clock",
-        "redis_max_connections",
-        "redis_pool_timeout",
-        "max_connections",
-    )
+    #: What ``from_options`` passes on: the factory's options (one list, in the package's
+    #: ``__init__``) but the URL and the client's ``cache_ttl``, which are handled apart.
+    _OPTIONS = tuple(name for name in CACHE_OPTIONS if name not in ("redis_url", "cache_ttl"))
 
     @classmethod
     def from_options(cls, **options: Any) -> RedisCache:
