@@ -9,16 +9,12 @@ fallback value instead of an exception.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from ..clock import Clock
 from ..health import BackendGuard
 
 __all__ = ["GuardedOps"]
-
-_T = TypeVar("_T")
-
-_FAILED = object()  # what the guard hands back for a failed or skipped operation
 
 
 class GuardedOps:
@@ -46,24 +42,28 @@ class GuardedOps:
         share = (deadline - self._clock.now()) * self.deadline_share
         return share if self.backend_timeout is None else min(self.backend_timeout, share)
 
-    def get(self, backend: Any, key: str, deadline: float | None) -> Awaitable[Any]:
-        """``backend.get(key)`` as :meth:`run` runs it (``None`` on a failure), one coroutine
-        frame fewer: this is every call's cache read."""
-        return self._guard.call(
-            "get", lambda: backend.get(key), limit=self.limit(deadline), failed=None
-        )
-
-    async def run(
+    def run(
         self,
         what: str,
-        op: Callable[[], Awaitable[_T]],
+        op: Callable[[], Awaitable[Any]],
         deadline: float | None,
         *,
         failed: Any = None,
-    ) -> Any:
+    ) -> Awaitable[Any]:
         """Run one backend operation within :meth:`limit`, through the guard: on any failure,
-        including not answering in time, it is recorded and ``failed`` is returned."""
-        result = await self._guard.call(what, op, limit=self.limit(deadline), failed=_FAILED)
-        if result is _FAILED:
-            return failed
-        return True if what in ("put", "put_vector") else result
+        including not answering in time, it is recorded and ``failed`` is returned; a store
+        (``put``, ``put_vector``) that succeeds gives ``True``.
+
+        The guard's own coroutine is handed back, not wrapped in another: every call's cache
+        read runs through here."""
+        if what in ("put", "put_vector"):
+            op = _true_after(op)
+        return self._guard.call(what, op, limit=self.limit(deadline), failed=failed)
+
+
+def _true_after(op: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[bool]]:
+    async def stored() -> bool:
+        await op()
+        return True
+
+    return stored

@@ -245,13 +245,13 @@ class CacheMiddleware(Storing):
             shared = await asyncio.shield(flight)
             if shared is not None:
                 self._counts["coalesced"] += 1
-                return await self._deliver(ctx, shared, coalesced=True)
+                return self._deliver(ctx, shared, coalesced=True)
             return await self._lookup_then_fetch(ctx, next)  # the leader failed: go alone
         storing = self._writes.answer(ctx.key)
         if storing is not None and (storing.result.ok or options.cache_errors):
             # stored a moment ago, still on its way into the backend: this is its hit
             self._counts["hits"] += 1
-            return await self._deliver(ctx, storing, coalesced=False)
+            return self._deliver(ctx, storing, coalesced=False)
         if call.stream:  # a stream never leads: its answer exists only if someone drains it
             return await self._lookup_then_fetch(ctx, next)
         return await self._lead(ctx, next, read=True)
@@ -263,10 +263,7 @@ class CacheMiddleware(Storing):
         try:
             outcome = await self._lookup(ctx) if read else None
             if outcome is not None:
-                hit = outcome.result
-                if outcome.hit and not ctx.call.stream and hit.identifier == ctx.identifier:
-                    return hit  # what _deliver hands on, without its coroutine
-                return await self._deliver(ctx, outcome, coalesced=False)
+                return self._deliver(ctx, outcome, coalesced=False)
             reply = await self._fetch(ctx, next)
             if isinstance(reply, LLMResult) and reply.ok:
                 outcome = _Shared(reply, None, self._storable(ctx, reply))
@@ -279,7 +276,7 @@ class CacheMiddleware(Storing):
     async def _lookup_then_fetch(self, ctx: _Ctx, next: Next) -> Reply:
         shared = await self._lookup(ctx)
         if shared is not None:
-            return await self._deliver(ctx, shared, coalesced=False)
+            return self._deliver(ctx, shared, coalesced=False)
         return await self._fetch(ctx, next)
 
     def _usable(
@@ -309,7 +306,7 @@ class CacheMiddleware(Storing):
         return result
 
     async def _lookup(self, ctx: _Ctx) -> _Shared | None:
-        entry = await self._ops.get(self.backend, ctx.key, ctx.call.deadline)
+        entry = await self._ops.run("get", lambda: self.backend.get(ctx.key), ctx.call.deadline)
         if entry is not None and entry.key == ctx.key:
             result = self._usable(ctx, entry, hit=True)
             if result is not None:
@@ -338,7 +335,9 @@ class CacheMiddleware(Storing):
         self._counts["semantic_hits"] += 1
         return _Shared(result, similarity, True)
 
-    async def _deliver(self, ctx: _Ctx, shared: _Shared, *, coalesced: bool) -> Reply:
+    def _deliver(self, ctx: _Ctx, shared: _Shared, *, coalesced: bool) -> Reply:
+        """The reply of ``ctx`` from ``shared`` (no I/O: a plain call, not a coroutine, on
+        every hit's path)."""
         raw = shared.result
         if shared.hit and raw.identifier == ctx.identifier:
             return replay(raw) if ctx.call.stream else raw
