@@ -29,6 +29,7 @@ __all__ = [
     "REDACTED",
     "environment_secrets",
     "find_secret",
+    "is_credential_variable",
     "redact_registered",
     "registered_secrets",
     "remember_secret",
@@ -78,6 +79,12 @@ def redact_registered(text: str) -> str:
 _env_scanned: tuple[dict[Any, Any], list[str]] | None = None
 
 
+def is_credential_variable(name: str) -> bool:
+    """Whether an environment variable is named like a credential (``*_API_KEY``,
+    ``*_SECRET``, ``*_TOKEN``, ``*_PASSWORD`` ...)."""
+    return _SECRET_ENV.search(name) is not None
+
+
 def environment_secrets() -> list[str]:
     """Values of environment variables named like credentials, long enough to be secrets.
 
@@ -92,7 +99,7 @@ def environment_secrets() -> list[str]:
     found = [
         value
         for name, value in os.environ.items()
-        if len(value) >= MIN_ENV_SECRET and _SECRET_ENV.search(name)
+        if len(value) >= MIN_ENV_SECRET and is_credential_variable(name)
     ]
     if isinstance(raw, dict):
         _env_scanned = (dict(raw), found)

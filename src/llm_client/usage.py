@@ -110,14 +110,14 @@ class Usage:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
-        values = {k: v for k, v in data.items() if k in _FIELDS}
+        values = {k: v for k, v in data.items() if k in USAGE_FIELDS}
         if "estimated" in values:
             values["estimated"] = values["estimated"] is True
         return cls(**values)
 
 
 #: The names of :class:`Usage`'s fields (what :meth:`Usage.from_dict` keeps).
-USAGE_FIELDS = _FIELDS = frozenset(f.name for f in fields(Usage))
+USAGE_FIELDS = frozenset(f.name for f in fields(Usage))
 
 
 def _get(obj: Any, name: str) -> Any:

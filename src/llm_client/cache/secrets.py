@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..known_secrets import REDACTED, registered_secrets
+from ..known_secrets import REDACTED, is_credential_variable, registered_secrets
 
 #: Secrets and options of the HTTP layer: they never reach the model.
 TRANSPORT_PARAMS: frozenset[str] = frozenset(
@@ -77,9 +77,6 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], s
     # passwords in URLs / DSNs: scheme://user:password@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]*):[^\s/@]+@"), r"\1:" + REDACTED + "@"),
 )
-_SECRET_ENV = re.compile(
-    r"(?i)(API_?KEY|SECRET|SECRET_KEY|ACCESS_KEY|PRIVATE_KEY|AUTH_KEY|TOKEN|PASSWORD|PASSWD)$"
-)
 
 
 @functools.lru_cache(maxsize=4096)  # the same few names, on every call
@@ -92,7 +89,7 @@ def is_secret_name(name: str) -> bool:
 def _log_secrets() -> list[str]:
     """What log lines are redacted of: registered keys and credential-named environment
     values of 8 characters or more (a log line can afford to lose a word)."""
-    env = [v for name, v in os.environ.items() if len(v) >= 8 and _SECRET_ENV.search(name)]
+    env = [v for name, v in os.environ.items() if len(v) >= 8 and is_credential_variable(name)]
     return [*registered_secrets(), *env]
 
 
