@@ -943,7 +943,7 @@ _cost = st.one_of(
 def test_exact_hit_equals_the_general_hit(
     usage: dict[str, Any], status: int, attempts: int, cached: bool, similarity: float | None
 ) -> None:
-    from llm_client.middleware.cache import _exact_hit
+    from llm_client.middleware._answers import StoredAnswer
 
     value = {
         "params": {"model": "gpt-5-nano", "messages": [{"role": "user", "content": "hi"}]},
@@ -967,7 +967,7 @@ def test_exact_hit_equals_the_general_hit(
         cache_similarity=None,
         headers={},
     )
-    fast = _exact_hit(value, "the-id")
+    fast = StoredAnswer(CacheEntry(key="k", value=value)).hit("the-id")
     assert fast == general
     assert fast.usage == general.usage and fast.headers == {}
     assert fast.to_dict() == general.to_dict()

@@ -331,6 +331,36 @@ async def test_postgres_hit_is_written_back_to_redis(backends: Backends) -> None
         await raw.aclose()
 
 
+async def test_get_decoded_falls_back_to_postgres_when_the_mirror_bytes_are_refused(
+    backends: Backends,
+) -> None:
+    """The caller's decoder refusing the mirror's bytes is what a damaged mirror value is:
+    PostgreSQL answers, through the same decoder, and its bytes go back to the mirror."""
+    backend = backends.make()
+    await backend.put(_entry("k"))
+    raw = await _redis_raw(backends.redis_url)
+    redis_key = f"{backends.prefix}{backends.table}:k"
+    try:
+        await raw.set(redis_key, b'{"key": "k", "value": {"output": "tampered"}}')
+        read: list[bytes] = []
+
+        def decode(data: bytes) -> CacheEntry:
+            read.append(data)
+            entry = CacheEntry.from_json(data)
+            if entry.value["output"] == "tampered":
+                raise ValueError("not what this caller accepts")
+            return entry
+
+        found = await backend.get_decoded("k", decode)
+        assert found is not None and found.value["output"] == "answer to k"
+        assert len(read) == 2  # the mirror's bytes, then PostgreSQL's
+        stats = await backend.stats()
+        assert stats["postgres_hits"] == 1 and stats["redis_hits"] == 0
+        assert await raw.get(redis_key) == read[1]  # PostgreSQL's bytes written back
+    finally:
+        await raw.aclose()
+
+
 async def test_ttl_expiry_and_lazy_purge(backend: PostgresCache, pg_dsn: str) -> None:
     await backend.put(_entry("short"), ttl=0.3)
     await backend.put(_entry("long"), ttl=60)

@@ -413,3 +413,48 @@ async def test_more_concurrent_calls_than_connections_wait_for_one(
 def test_pool_size_is_checked() -> None:
     with pytest.raises(ConfigurationError, match="redis_max_connections"):
         RedisCache("redis://127.0.0.1:1/0", redis_max_connections=0)
+
+
+# -- hits decoded once per stored value ------------------------------------------------------
+
+
+async def test_client_hits_through_redis_are_the_stored_answer_each_time(
+    backends: Backends, redis_url: str
+) -> None:
+    """get_decoded hands the cache step the bytes; what callers do to their reply, and a
+    rewrite of the entry in Redis, are seen as a user would expect."""
+    from llm_client import GPT5Nano, OpenAIClient
+    from llm_client.middleware import CacheMiddleware
+    from llm_client.testing import FakeOpenAI, expected_text
+
+    msgs = [{"role": "user", "content": "hits decoded once"}]
+    async with FakeOpenAI() as server:
+        client = OpenAIClient(
+            GPT5Nano,
+            cache_backend="redis",
+            redis_url=redis_url,
+            redis_prefix=backends.prefix,
+            base_url=server.base_url,
+            api_key="sk-test",
+        )
+        step = client.pipeline.find(CacheMiddleware)
+        assert step is not None
+        try:
+            first = await client.get_response(messages=msgs)
+            await step.flush()
+            hits = [await client.get_response(messages=msgs) for _ in range(3)]
+            assert all(h["cached"] and h["output"] == expected_text(msgs) for h in hits)
+            hits[0]["params"]["messages"][0]["content"] = "changed by a caller"
+            hits[0]["params"]["messages"].append({"role": "user", "content": "more"})
+            again = await client.get_response(messages=msgs)
+            assert again["params"] == first["params"] and again["cached"]
+            # the entry rewritten behind the client's back: the next hit is the new answer
+            backend = client.cache
+            [entry] = [e async for e in backend.export()]
+            changed = dict(entry.value, output="rewritten in Redis")
+            await backend.put(CacheEntry(key=entry.key, value=changed, operation="chat"))
+            assert (await client.get_response(messages=msgs))["output"] == "rewritten in Redis"
+            assert server.count("chat") == 1
+            assert step.stats()["hits"] == 5
+        finally:
+            await client.close()

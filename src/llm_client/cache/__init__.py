@@ -3,8 +3,9 @@
 The cache *step* of the chain lives in :mod:`llm_client.middleware.cache`; this package holds
 everything it and the backends stand on, one concern per module:
 
-* :mod:`~llm_client.cache.base`: the :class:`CacheBackend` and :class:`SemanticCacheBackend`
-  protocols and the stored :class:`CacheEntry`.
+* :mod:`~llm_client.cache.base`: the :class:`CacheBackend` protocol, the optional
+  :class:`DecodingCacheBackend` and :class:`SemanticCacheBackend` ones, and the stored
+  :class:`CacheEntry`.
 * :mod:`~llm_client.cache.keys`: key derivation (:func:`cache_key`, :func:`cache_identifier`,
   :func:`request_hash`, :func:`cache_scope`, :func:`prompt_text`). A key covers the
   operation, the model and every request parameter that can change the answer; credentials,
@@ -26,7 +27,7 @@ Every public name is importable from ``llm_client.cache`` itself.
 from __future__ import annotations
 
 from ..known_secrets import REDACTED
-from .base import CacheBackend, CacheEntry, SemanticCacheBackend
+from .base import CacheBackend, CacheEntry, DecodingCacheBackend, SemanticCacheBackend
 from .checks import InvalidEntryError, check_result_value
 from .fs import FileSystemCache
 from .keys import (
@@ -49,6 +50,7 @@ from .sqlite import SQLiteCache
 __all__ = [
     "CacheBackend",
     "CacheEntry",
+    "DecodingCacheBackend",
     "SemanticCacheBackend",
     "InvalidEntryError",
     "check_result_value",

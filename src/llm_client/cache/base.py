@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic_core import from_json as _from_json
 
@@ -118,6 +118,30 @@ class CacheBackend(Protocol):
     async def warm(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+_D = TypeVar("_D")
+
+
+@runtime_checkable
+class DecodingCacheBackend(CacheBackend, Protocol):
+    """A backend that keeps each entry as the bytes :meth:`CacheEntry.to_json` wrote, and can
+    hand those bytes to the caller's decoder instead of decoding them itself (optional).
+
+    ``get_decoded(key, decode)`` reads ``key`` as :meth:`~CacheBackend.get` does (expiry,
+    counters, outages, fall-backs between tiers), but returns ``decode(data)`` where ``get``
+    returns ``CacheEntry.from_json(data)``; ``get(key)`` is ``get_decoded(key,
+    CacheEntry.from_json)``. ``decode`` raising :class:`ValueError` means the bytes are not a
+    readable entry: the backend treats them exactly as ``get`` treats undecodable bytes
+    (logged, a miss, or the next tier's answer). ``decode`` is called on the event loop's
+    thread, at most once per read, and never for a missing key.
+
+    The cache step uses it, when a backend offers it, to decode and check each distinct
+    stored value once rather than on every hit (see
+    :class:`~llm_client.middleware.CacheMiddleware`).
+    """
+
+    async def get_decoded(self, key: str, decode: Callable[[bytes], _D]) -> _D | None: ...
 
 
 @runtime_checkable

@@ -8,11 +8,13 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..exceptions import ConfigurationError
 from ._common import _check_ttl, _Counters, _expiry
 from .base import CacheEntry
+
+_D = TypeVar("_D")
 
 
 @dataclass(slots=True)
@@ -91,11 +93,18 @@ class MemoryCache:
         return item
 
     async def get(self, key: str) -> CacheEntry | None:
+        return await self.get_decoded(key, CacheEntry.from_json)
+
+    async def get_decoded(self, key: str, decode: Callable[[bytes], _D]) -> _D | None:
+        """``decode`` of the stored bytes of ``key`` (see
+        :class:`~llm_client.cache.DecodingCacheBackend`)."""
         item = self._live(key)
         if item is None:
-            return self._counters.count(None)
+            self._counters.misses += 1
+            return None
         self._items.move_to_end(key)
-        return self._counters.count(CacheEntry.from_json(item.data))
+        self._counters.hits += 1
+        return decode(item.data)
 
     def _store(self, entry: CacheEntry, ttl: float | None, vector: list[float] | None) -> None:
         item = _MemoryItem(

@@ -18,6 +18,7 @@ from ._common import _check_ttl, _Counters, _expiry, log
 from .base import CacheEntry
 
 _T = TypeVar("_T")
+_D = TypeVar("_D")
 
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_cache (
@@ -198,9 +199,15 @@ class SQLiteCache:
         return cur.rowcount
 
     async def get(self, key: str) -> CacheEntry | None:
+        return await self.get_decoded(key, CacheEntry.from_json)
+
+    async def get_decoded(self, key: str, decode: Callable[[bytes], _D]) -> _D | None:
+        """``decode`` of the stored bytes of ``key`` (see
+        :class:`~llm_client.cache.DecodingCacheBackend`), called on the event loop's thread
+        once the row is read; a row it refuses is logged as corrupt and read as a miss."""
         ns = self._ns
 
-        def op(conn: sqlite3.Connection) -> CacheEntry | None:
+        def op(conn: sqlite3.Connection) -> bytes | None:
             row = conn.execute(
                 "SELECT value, expires_at FROM llm_cache WHERE collection = ? AND key = ?",
                 (ns, key),
@@ -214,13 +221,20 @@ class SQLiteCache:
                     (ns, key, expires_at),
                 )
                 return None
+            return bytes(value)
+
+        data = await self._run(op)
+        found = None
+        if data is not None:
             try:
-                return CacheEntry.from_json(bytes(value))
+                found = decode(data)
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("sqlite cache row %r is corrupt (%s); treating it as a miss", key, exc)
-                return None
-
-        return self._counters.count(await self._run(op))
+        if found is None:
+            self._counters.misses += 1
+        else:
+            self._counters.hits += 1
+        return found
 
     async def put(self, entry: CacheEntry, *, ttl: float | None = None) -> None:
         ns = self._ns

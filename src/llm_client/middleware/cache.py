@@ -26,6 +26,7 @@ from typing import Any
 from ..cache import (
     CacheBackend,
     CacheEntry,
+    DecodingCacheBackend,
     cache_identifier,
     check_result_value,
     namespaced_key,
@@ -37,7 +38,7 @@ from ..exceptions import (
 from ..health import BackendGuard, ServiceHealth
 from ..pipeline import Call, Next, Reply
 from ..result import LLMResult
-from ._entries import exact_hit as _exact_hit
+from ._answers import StoredAnswer, StoredAnswers
 from ._guarded import GuardedOps
 from ._semantic import CallState as _Ctx
 from ._semantic import SemanticLookup
@@ -54,6 +55,21 @@ log = logging.getLogger("llm_client.middleware.cache")
 
 #: How long :meth:`CacheMiddleware.flush` waits when neither it nor the step has a limit.
 _FLUSH_SECONDS = 10.0
+
+
+def _decoding_reader(backend: CacheBackend) -> Callable[..., Awaitable[Any]] | None:
+    """``backend.get_decoded`` if it reads what ``backend.get`` reads: the backend offers it
+    (:class:`~llm_client.cache.DecodingCacheBackend`) and its class does not override ``get``
+    below where ``get_decoded`` is defined. A subclass that overrides only ``get`` (to count,
+    fail or wait) is read through its ``get``."""
+    if not isinstance(backend, DecodingCacheBackend):
+        return None
+    mro = type(backend).__mro__
+    get_owner = next((c for c in mro if "get" in vars(c)), None)
+    decoded_owner = next((c for c in mro if "get_decoded" in vars(c)), None)
+    if get_owner is None or decoded_owner is None or not issubclass(decoded_owner, get_owner):
+        return None
+    return backend.get_decoded
 
 
 class CacheMiddleware(Storing):
@@ -76,6 +92,11 @@ class CacheMiddleware(Storing):
         are skipped until a probe, one per ``reconnect_interval`` seconds, answers again.
     :param reconnect_interval: seconds between probes while the backend is in an outage.
     :param max_pending_stores: background writes that may wait at once; more are dropped.
+    :param hit_memo_bytes: with a backend that offers
+        :meth:`~llm_client.cache.DecodingCacheBackend.get_decoded`, each distinct stored
+        value is decoded and checked once and kept, up to this many bytes of stored values
+        (least recently read out first; ``0``: decode every read). The backend is still read
+        on every call; see :mod:`llm_client.middleware._answers`.
     :param clock: the client's clock: ``call.deadline`` is read on it, and it times the
         reconnect interval (tests inject a manual one).
 
@@ -118,6 +139,7 @@ class CacheMiddleware(Storing):
         deadline_share: float = 0.5,
         reconnect_interval: float = 1.0,
         max_pending_stores: int = 1000,
+        hit_memo_bytes: int = 2 << 20,
         clock: Clock | None = None,
     ) -> None:
         if semantic_threshold is not None and not (
@@ -141,6 +163,12 @@ class CacheMiddleware(Storing):
         ):
             raise ConfigurationError(
                 f"max_pending_stores must be an integer >= 1, got {max_pending_stores!r}"
+            )
+        if isinstance(hit_memo_bytes, bool) or not (
+            isinstance(hit_memo_bytes, int) and hit_memo_bytes >= 0
+        ):
+            raise ConfigurationError(
+                f"hit_memo_bytes must be an integer >= 0, got {hit_memo_bytes!r}"
             )
         self.backend = backend
         self.collection = collection or None
@@ -167,6 +195,11 @@ class CacheMiddleware(Storing):
         self._prefix = None if native == self.collection else self.collection
         self._semantic = SemanticLookup(backend, semantic_threshold, embed, self.collection)
         self._flights = SingleFlight()
+        #: Decoded, checked answers per stored bytes, for a backend that hands over its bytes.
+        self._answers = StoredAnswers(hit_memo_bytes)
+        self._get_decoded = _decoding_reader(backend)
+        #: An instance's own ``get`` (a test's stand-in) is honoured: then it is read by ``get``.
+        self._instance_attrs: dict[str, Any] = getattr(backend, "__dict__", {})
         self._warned_unkeyable = False
         self._warned_secret = False
         self._counts: dict[str, int] = dict.fromkeys(
@@ -279,18 +312,13 @@ class CacheMiddleware(Storing):
             return self._deliver(ctx, shared, coalesced=False)
         return await self._fetch(ctx, next)
 
-    def _usable(
-        self, ctx: _Ctx, entry: CacheEntry | None, *, hit: bool = False
-    ) -> LLMResult | None:
-        """The checked result of ``entry`` (as a hit for ``ctx`` with ``hit``), or ``None``."""
+    def _usable(self, ctx: _Ctx, entry: CacheEntry | None) -> LLMResult | None:
+        """The checked result of a semantic match ``entry``, or ``None``."""
         if entry is None:
             return None
         try:
             check_result_value(entry.value, ctx.call.operation)
-            if hit:
-                result = _exact_hit(entry.value, ctx.identifier)
-            else:
-                result = LLMResult.from_dict(entry.value)
+            result = LLMResult.from_dict(entry.value)
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
             self._counts["invalid"] += 1
             log.warning(
@@ -305,10 +333,39 @@ class CacheMiddleware(Storing):
             return None
         return result
 
+    def _answer_hit(self, ctx: _Ctx, answer: StoredAnswer) -> LLMResult | None:
+        """The exact hit ``answer`` gives ``ctx``, or ``None`` (a wrong-shaped entry is logged
+        and counted; a stored failure only for a call with ``cache_errors``)."""
+        operation = ctx.call.operation
+        problem = answer.problem
+        if problem is None and answer.operation != operation:
+            problem = f"the entry is a {answer.operation!r} result, not {operation!r}"
+        if problem is not None:
+            self._counts["invalid"] += 1
+            log.warning(
+                "cache entry %r is not a valid %s result (%s); treating it as a miss, the"
+                " answer will replace it",
+                answer.key,
+                operation,
+                problem,
+            )
+            return None
+        if not answer.ok and not ctx.call.cache.cache_errors:
+            return None
+        return answer.hit(ctx.identifier)
+
     async def _lookup(self, ctx: _Ctx) -> _Shared | None:
-        entry = await self._ops.run("get", lambda: self.backend.get(ctx.key), ctx.call.deadline)
-        if entry is not None and entry.key == ctx.key:
-            result = self._usable(ctx, entry, hit=True)
+        key = ctx.key
+        get_decoded = self._get_decoded
+        answer: StoredAnswer | None
+        if get_decoded is not None and "get" not in self._instance_attrs:
+            decode = self._answers.decode  # the stored bytes, decoded and checked once
+            answer = await self._ops.run("get", lambda: get_decoded(key, decode), ctx.call.deadline)
+        else:
+            entry = await self._ops.run("get", lambda: self.backend.get(key), ctx.call.deadline)
+            answer = None if entry is None else StoredAnswer(entry)
+        if answer is not None and answer.key == key:
+            result = self._answer_hit(ctx, answer)
             if result is not None:
                 self._counts["hits"] += 1
                 return _Shared(result, None, True, hit=True)

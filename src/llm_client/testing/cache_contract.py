@@ -16,7 +16,9 @@ earlier one wrote)::
 
 The suite checks get/put/delete/clear/export round trips, overwrites, expiry, unicode keys
 and values, large values, 100 concurrent tasks writing and reading overlapping keys (nothing
-torn, nothing lost) and, for persistent backends, a close and reopen. Class attributes switch
+torn, nothing lost) and, for persistent backends, a close and reopen; a backend that offers
+``get_decoded`` (:class:`~llm_client.cache.DecodingCacheBackend`) must read with it what
+``get`` reads. Class attributes switch
 parts off for backends that cannot do them (``supports_ttl = False``) or tune them
 (``ttl_seconds`` for servers with coarse expiry). A backend that also searches by vector
 subclasses :class:`SemanticCacheBackendContract` instead.
@@ -38,7 +40,12 @@ from typing import Any, ClassVar
 import pytest
 import pytest_asyncio
 
-from llm_client.cache import CacheBackend, CacheEntry, SemanticCacheBackend
+from llm_client.cache import (
+    CacheBackend,
+    CacheEntry,
+    DecodingCacheBackend,
+    SemanticCacheBackend,
+)
 
 __all__ = ["CacheBackendContract", "SemanticCacheBackendContract", "make_entry"]
 
@@ -118,6 +125,29 @@ class CacheBackendContract:
 
     async def test_missing_key_is_none(self, backend: CacheBackend) -> None:
         assert await backend.get("never-written") is None
+
+    async def test_get_decoded_reads_what_get_reads(self, backend: CacheBackend) -> None:
+        if not isinstance(backend, DecodingCacheBackend):
+            pytest.skip("the backend does not offer get_decoded")
+        seen: list[bytes] = []
+
+        def decode(data: bytes) -> CacheEntry:
+            assert type(data) is bytes
+            seen.append(data)
+            return CacheEntry.from_json(data)
+
+        assert await backend.get_decoded("never-written", decode) is None
+        assert seen == []  # not called for a missing key
+        entry = make_entry("k", created_at=1234.5)
+        await backend.put(entry)
+        assert await backend.get_decoded("k", decode) == await backend.get("k") == entry
+        assert len(seen) == 1
+        await backend.put(make_entry("k", created_at=1234.5, prompt="changed"))
+        found = await backend.get_decoded("k", decode)
+        assert found is not None and found.prompt == "changed"
+        assert seen[1] != seen[0]  # a rewrite is read as other bytes
+        await backend.delete("k")
+        assert await backend.get_decoded("k", decode) is None
 
     async def test_put_get_round_trip(self, backend: CacheBackend) -> None:
         value = {

@@ -9,8 +9,8 @@ declared here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock
@@ -20,6 +20,8 @@ from llm_client.health import ServiceDown
 from ._codec import Codec
 from ._redis_mirror import RedisMirror
 from ._store import PostgresStore
+
+D = TypeVar("D")
 
 __all__ = ["CacheMaintenance"]
 
@@ -44,8 +46,8 @@ class CacheMaintenance:
         def table(self) -> str: ...
 
         def _decode_row(
-            self, key: str, data: bytes, codec: str
-        ) -> tuple[CacheEntry, bytes] | None: ...
+            self, key: str, data: bytes, codec: str, read: Callable[[bytes], D]
+        ) -> tuple[D, bytes] | None: ...
 
         def _unavailable(self, what: str, exc: BaseException) -> CacheUnavailableError: ...
 
@@ -93,7 +95,7 @@ class CacheMaintenance:
             except ServiceDown as exc:
                 raise self._unavailable("export the cache", exc) from exc
             for key, data, codec in page:
-                decoded = self._decode_row(key, data, codec)
+                decoded = self._decode_row(key, data, codec, CacheEntry.from_json)
                 if decoded is not None:
                     yield decoded[0]
             if len(page) < size:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from llm_client.cache import CacheEntry
 from llm_client.clock import Clock, MonotonicClock
@@ -39,6 +40,8 @@ from ._setup import (
     logger,
 )
 from ._store import validate_table_name
+
+D = TypeVar("D")
 
 __all__ = [
     "DEFAULT_COLLECTION",
@@ -169,11 +172,18 @@ class PostgresCache(CacheMaintenance):
         """The PostgreSQL table this backend reads and writes."""
         return self._store.table
 
-    def _decode_row(self, key: str, data: bytes, codec: str) -> tuple[CacheEntry, bytes] | None:
-        """The entry of a row and its JSON bytes, or ``None`` (logged) if it is unreadable."""
+    def _decode_row(
+        self,
+        key: str,
+        data: bytes,
+        codec: str,
+        read: Callable[[bytes], D],
+    ) -> tuple[D, bytes] | None:
+        """``read`` of a row's JSON bytes (``CacheEntry.from_json``: its entry) and the
+        bytes, or ``None`` (logged) if it is unreadable."""
         try:
             raw = decode(data, codec)
-            return CacheEntry.from_json(raw), raw
+            return read(raw), raw
         except (ValueError, KeyError, TypeError, zlib.error) as exc:
             self._counters["errors"] += 1
             logger.warning("unreadable cache row %r in table %s: %s", key, self.table, exc)
@@ -196,6 +206,13 @@ class PostgresCache(CacheMaintenance):
     # -- CacheBackend ---------------------------------------------------------------------------
 
     async def get(self, key: str) -> CacheEntry | None:
+        return await self.get_decoded(key, CacheEntry.from_json)
+
+    async def get_decoded(self, key: str, read: Callable[[bytes], D]) -> D | None:
+        """``read`` of the stored JSON bytes of ``key`` (see
+        :class:`~llm_client.cache.DecodingCacheBackend`): from the Redis mirror when it has
+        them, else from PostgreSQL, as :meth:`get` reads; bytes ``read`` refuses count as
+        unreadable there too (the mirror's: PostgreSQL answers instead)."""
         redis_down: ServiceDown | None = None
         if self._mirror is not None:
             try:
@@ -205,7 +222,7 @@ class PostgresCache(CacheMaintenance):
             else:
                 if raw is not None:
                     try:
-                        entry = CacheEntry.from_json(raw)
+                        entry = read(raw)
                     except (ValueError, KeyError, TypeError):
                         pass  # a foreign or damaged value: let PostgreSQL answer
                     else:
@@ -219,7 +236,7 @@ class PostgresCache(CacheMaintenance):
                 raise self._unavailable("read the cache", exc) from exc
             self._counters["misses"] += 1  # Redis answered "not here"; that will do
             return None
-        decoded = None if row is None else self._decode_row(key, row.data, row.codec)
+        decoded = None if row is None else self._decode_row(key, row.data, row.codec, read)
         if row is None or decoded is None:
             self._counters["misses"] += 1
             return None

@@ -38,6 +38,7 @@ __all__ = ["DEFAULT_COLLECTION", "DEFAULT_PREFIX", "CacheUnavailableError", "Red
 logger = logging.getLogger("llm_client_redis")
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 DEFAULT_COLLECTION = "llm_cache"
 DEFAULT_PREFIX = "llm_client:"
@@ -166,9 +167,9 @@ class RedisCache:
             self._counters["errors"] += 1
             raise CacheUnavailableError(f"cannot {what}: {down}") from down.__cause__
 
-    def _decode(self, key: str, raw: Any) -> CacheEntry | None:
+    def _decode(self, key: str, raw: Any, decode: Callable[[bytes], D]) -> D | None:
         try:
-            return CacheEntry.from_json(bytes(raw))
+            return decode(bytes(raw))
         except (ValueError, KeyError, TypeError) as exc:
             self._counters["errors"] += 1
             logger.warning("unreadable cache value at %r: %s", key, exc)
@@ -189,11 +190,17 @@ class RedisCache:
     # -- CacheBackend ---------------------------------------------------------------------------
 
     async def get(self, key: str) -> CacheEntry | None:
+        return await self.get_decoded(key, CacheEntry.from_json)
+
+    async def get_decoded(self, key: str, decode: Callable[[bytes], D]) -> D | None:
+        """``decode`` of the stored bytes of ``key`` (see
+        :class:`~llm_client.cache.DecodingCacheBackend`); bytes it refuses are logged and
+        read as a miss, as by :meth:`get`."""
         full = self.key(key)
         raw = await self._call("read the cache", lambda r: get_bytes(r, full))
-        entry = None if raw is None else self._decode(key, raw)
-        self._counters["hits" if entry is not None else "misses"] += 1
-        return entry
+        found = None if raw is None else self._decode(key, raw, decode)
+        self._counters["hits" if found is not None else "misses"] += 1
+        return found
 
     async def put(self, entry: CacheEntry, *, ttl: float | None = None) -> None:
         effective = self.ttl if ttl is None else ttl
@@ -268,7 +275,7 @@ class RedisCache:
                 values = await self._call("export the cache", fetch)
                 for name, raw in zip(batch, values, strict=True):
                     if raw is not None:  # expired between SCAN and MGET
-                        entry = self._decode(str(name), raw)
+                        entry = self._decode(str(name), raw, CacheEntry.from_json)
                         if entry is not None:
                             yield entry
         finally:

@@ -1,0 +1,142 @@
+"""Exact hits from stored bytes: each distinct stored value decoded and checked once.
+
+A backend that offers :meth:`~llm_client.cache.DecodingCacheBackend.get_decoded` hands the
+cache step the bytes it read, and :meth:`StoredAnswers.decode` turns them into a
+:class:`StoredAnswer`: the entry decoded, checked (:func:`~llm_client.cache.check_result_value`)
+and made into the immutable part of its hit. The answer is kept under the exact bytes it came
+from, so the next read of the same bytes (the backend is still read every time: expiry,
+deletes and rewrites are seen as before) skips decoding and checking. A rewritten entry has
+other bytes (another ``created_at`` at least) and is decoded afresh.
+
+No two hits share mutable data: the request parameters, the output and the tool calls are
+kept as :mod:`marshal` data (plain JSON values only) and unpacked into new objects for every
+hit, so a caller that changes its reply changes nothing another caller or the memo sees. The
+memo is bounded by the total size of the bytes it keeps (least recently read out first).
+
+An entry read with a plain ``get`` (a backend without ``get_decoded``) becomes a
+:class:`StoredAnswer` too, used for that one hit: every exact hit is built in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+import marshal
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from .._replace import fast_replace
+from ..cache import CacheEntry, check_result_value
+from ..result import LLMResult
+from ._entries import exact_hit
+
+__all__ = ["StoredAnswer", "StoredAnswers"]
+
+#: What a failed check may raise (as in the cache step's check of a plain ``get``).
+_INVALID = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
+
+
+class StoredAnswer:
+    """One stored entry, decoded and checked: what a read of its bytes becomes.
+
+    ``problem`` is ``None`` for a well-shaped result of ``operation`` and otherwise says what
+    is wrong with it (the read is then an invalid entry, as for :meth:`CacheBackend.get`).
+    """
+
+    __slots__ = ("_mutable", "_packed", "_template", "key", "ok", "operation", "problem")
+
+    def __init__(self, entry: CacheEntry) -> None:
+        self.key = entry.key
+        value = entry.value
+        operation = value.get("operation", "chat") if isinstance(value, Mapping) else "chat"
+        self.operation: Any = operation
+        self.problem: str | None = None
+        self.ok = False
+        self._template: LLMResult | None = None
+        self._packed: bytes | None = None
+        self._mutable: tuple[Any, Any, list[Any]] | None = None
+        try:
+            check_result_value(value, operation if type(operation) is str else "chat")
+            template = exact_hit(value, "")
+        except _INVALID as exc:
+            self.problem = str(exc) or type(exc).__name__
+            return
+        self._template = template
+        self.ok = template.ok
+        mutable: tuple[Any, Any, list[Any]] = (
+            template.params,
+            template.output,
+            list(template.tool_calls),
+        )
+        try:  # plain JSON values (what CacheEntry.from_json gives) always pack
+            self._packed = marshal.dumps(mutable)
+        except ValueError:  # a value of another type, from a backend's own decoder
+            self._mutable = mutable
+
+    def hit(self, identifier: str) -> LLMResult:
+        """The hit a call with ``identifier`` receives, with its own copies of everything
+        mutable. Only for an answer without a ``problem``."""
+        assert self._template is not None
+        if self._packed is not None:
+            params, output, tool_calls = marshal.loads(self._packed)
+        else:
+            params, output, tool_calls = copy.deepcopy(self._mutable or ({}, None, []))
+        return fast_replace(
+            self._template,
+            {
+                "params": params,
+                "output": output,
+                "tool_calls": tuple(tool_calls),
+                "identifier": identifier,
+            },
+        )
+
+
+class StoredAnswers:
+    """:class:`StoredAnswer` per exact stored bytes, for at most ``max_bytes`` of them.
+
+    :meth:`decode` is the decoder the cache step passes to ``get_decoded``. A value larger
+    than an eighth of the budget is decoded every time rather than pushing the rest out.
+    """
+
+    __slots__ = ("_memo", "_size", "max_bytes")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._memo: OrderedDict[bytes, StoredAnswer] = OrderedDict()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    @property
+    def size(self) -> int:
+        """Total length of the stored values kept."""
+        return self._size
+
+    def decode(self, data: bytes) -> StoredAnswer:
+        """The answer ``data`` holds.
+
+        :raises ValueError: ``data`` is not an entry (:meth:`CacheEntry.from_json`); a
+            well-formed entry with a wrong-shaped value is an answer with a ``problem``.
+        """
+        if type(data) is not bytes:
+            data = bytes(data)
+        memo = self._memo
+        found = memo.get(data)
+        if found is not None:
+            memo.move_to_end(data)
+            return found
+        answer = StoredAnswer(CacheEntry.from_json(data))
+        size = len(data)
+        if size * 8 <= self.max_bytes:
+            memo[data] = answer
+            self._size += size
+            while self._size > self.max_bytes:
+                old, _ = memo.popitem(last=False)
+                self._size -= len(old)
+        return answer
+
+    def clear(self) -> None:
+        self._memo.clear()
+        self._size = 0
