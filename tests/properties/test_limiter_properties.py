@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -103,13 +103,17 @@ def test_bucket_level_never_exceeds_capacity(capacity, rate, steps):
     level=st.floats(-5000, 1000),
     amount=st.floats(0, 5000),
 )
+@example(capacity=10.0, rate=1.0, level=0.0, amount=1e-05)  # the tolerance case, found by CI
 def test_bucket_wait_time_is_exact(capacity, rate, level, amount):
     clock = ManualClock()
     bucket = TokenBucket(capacity, rate, clock=clock, level=level)
     wait = bucket.wait_time(amount)
     clock.advance(wait)
     assert bucket.fits(amount)
-    if wait > 1e-6:
+    # The bucket counts a deficit of up to 1e-9 of its capacity as fitting (float round-off):
+    # a wait is checked to be no shorter than needed only when its last 0.1% is worth more
+    # than that (capacity=10, amount=1e-5 from empty: the last 0.1% is exactly 1e-8).
+    if wait > 1e-6 and wait * rate * 1e-3 > 2e-9 * capacity:
         clock = ManualClock()
         bucket = TokenBucket(capacity, rate, clock=clock, level=level)
         clock.advance(wait * 0.999)
