@@ -21,6 +21,12 @@ def _slots_of(cls: type) -> tuple[tuple[tuple[str, Any], ...], frozenset[str]]:
     return found
 
 
+def slots_of(cls: type) -> tuple[tuple[str, Any], ...]:
+    """``(field name, member descriptor)`` of every field of the frozen, slotted dataclass
+    ``cls``, in field order: what :func:`fast_replace` copies through."""
+    return (_SLOTS.get(cls) or _slots_of(cls))[0]
+
+
 def fast_replace(obj: _T, changes: dict[str, Any]) -> _T:
     """A copy of the frozen, slotted dataclass ``obj`` with ``changes`` applied."""
     cls = type(obj)

@@ -81,12 +81,14 @@ async def test_hits_never_share_mutable_data() -> None:
     first.params["messages"].append({"role": "user", "content": "and tomorrow?"})  # type: ignore[attr-defined]
     first.params["messages"][0]["content"] = "changed"
     first.tool_calls[0]["arguments"] = "{}"  # type: ignore[index]
+    first.headers["x-added"] = "by a caller"  # type: ignore[index]
     as_dict = first.to_dict()
     as_dict["params"]["messages"].clear()
     # ...changes nothing the next caller receives
     second = await ask(mw, make_call())
     assert second.params == stored_value()["params"]
     assert second.tool_calls == (TOOL_CALL,)
+    assert second.headers == {}
     assert second.params["messages"] is not first.params["messages"]
     assert second.tool_calls[0] is not first.tool_calls[0]
     assert mw.stats()["hits"] == 2 and len(mw._answers) == 1

@@ -10,8 +10,9 @@ other bytes (another ``created_at`` at least) and is decoded afresh.
 
 No two hits share mutable data: the request parameters, the output and the tool calls are
 kept as :mod:`marshal` data (plain JSON values only) and unpacked into new objects for every
-hit, so a caller that changes its reply changes nothing another caller or the memo sees. The
-memo is bounded by the total size of the bytes it keeps (least recently read out first).
+hit, and each hit has its own (empty) ``headers``, so a caller that changes its reply
+changes nothing another caller or the memo sees. The memo is bounded by the total size of
+the bytes it keeps (least recently read out first).
 
 An entry read with a plain ``get`` (a backend without ``get_decoded``) becomes a
 :class:`StoredAnswer` too, used for that one hit: every exact hit is built in one place.
@@ -25,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from .._replace import fast_replace
+from .._replace import slots_of
 from ..cache import CacheEntry, check_result_value
 from ..result import LLMResult
 from ._entries import exact_hit
@@ -35,6 +36,14 @@ __all__ = ["StoredAnswer", "StoredAnswers"]
 #: What a failed check may raise (as in the cache step's check of a plain ``get``).
 _INVALID = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
 
+#: LLMResult's fields and their slot descriptors; the ones every hit gets fresh values for.
+_SLOTS = slots_of(LLMResult)
+_FRESH = frozenset({"params", "output", "tool_calls", "identifier", "headers"})
+_PARAMS, _OUTPUT, _TOOL_CALLS, _IDENTIFIER, _HEADERS = (
+    dict(_SLOTS)[name] for name in ("params", "output", "tool_calls", "identifier", "headers")
+)
+_new = object.__new__
+
 
 class StoredAnswer:
     """One stored entry, decoded and checked: what a read of its bytes becomes.
@@ -43,7 +52,7 @@ class StoredAnswer:
     is wrong with it (the read is then an invalid entry, as for :meth:`CacheBackend.get`).
     """
 
-    __slots__ = ("_mutable", "_packed", "_template", "key", "ok", "operation", "problem")
+    __slots__ = ("_fixed", "_mutable", "_packed", "_template", "key", "ok", "operation", "problem")
 
     def __init__(self, entry: CacheEntry) -> None:
         self.key = entry.key
@@ -54,7 +63,8 @@ class StoredAnswer:
         self.ok = False
         self._template: LLMResult | None = None
         self._packed: bytes | None = None
-        self._mutable: tuple[Any, Any, list[Any]] | None = None
+        self._mutable: tuple[Any, Any, tuple[Any, ...]] | None = None
+        self._fixed: tuple[tuple[Any, Any], ...] = ()
         try:
             check_result_value(value, operation if type(operation) is str else "chat")
             template = exact_hit(value, "")
@@ -63,10 +73,16 @@ class StoredAnswer:
             return
         self._template = template
         self.ok = template.ok
-        mutable: tuple[Any, Any, list[Any]] = (
+        #: the template's unchanging fields, set slot by slot into every hit
+        self._fixed = tuple(
+            (slot, slot.__get__(template, LLMResult))
+            for name, slot in _SLOTS
+            if name not in _FRESH
+        )
+        mutable: tuple[Any, Any, tuple[Any, ...]] = (
             template.params,
             template.output,
-            list(template.tool_calls),
+            template.tool_calls,
         )
         try:  # plain JSON values (what CacheEntry.from_json gives) always pack
             self._packed = marshal.dumps(mutable)
@@ -75,21 +91,23 @@ class StoredAnswer:
 
     def hit(self, identifier: str) -> LLMResult:
         """The hit a call with ``identifier`` receives, with its own copies of everything
-        mutable. Only for an answer without a ``problem``."""
-        assert self._template is not None
+        mutable. Only for an answer without a ``problem``.
+
+        Built slot by slot (what :func:`~llm_client._replace.fast_replace` does, with the
+        unchanging fields picked once): this runs on every hit."""
         if self._packed is not None:
             params, output, tool_calls = marshal.loads(self._packed)
         else:
-            params, output, tool_calls = copy.deepcopy(self._mutable or ({}, None, []))
-        return fast_replace(
-            self._template,
-            {
-                "params": params,
-                "output": output,
-                "tool_calls": tuple(tool_calls),
-                "identifier": identifier,
-            },
-        )
+            params, output, tool_calls = copy.deepcopy(self._mutable or ({}, None, ()))
+        result = _new(LLMResult)
+        for slot, value in self._fixed:
+            slot.__set__(result, value)
+        _PARAMS.__set__(result, params)
+        _OUTPUT.__set__(result, output)
+        _TOOL_CALLS.__set__(result, tool_calls)
+        _IDENTIFIER.__set__(result, identifier)
+        _HEADERS.__set__(result, {})  # a hit has no response headers; its own empty dict
+        return result
 
 
 class StoredAnswers:
