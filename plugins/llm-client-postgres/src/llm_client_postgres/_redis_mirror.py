@@ -23,6 +23,7 @@ __all__ = ["DEFAULT_MAX_CONNECTIONS", "PoolExhaustedError", "RedisMirror"]
 T = TypeVar("T")
 
 _FAILURES = redis_outages()
+_PASSTHROUGH = (PoolExhaustedError,)
 _GLOB = re.compile(r"([*?\[\]\\])")
 
 
@@ -72,7 +73,7 @@ class RedisMirror:
     async def _call(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         try:
             return await self.health.call(
-                lambda: op(self._redis()), outages=_FAILURES, passthrough=(PoolExhaustedError,)
+                lambda: op(self._redis()), outages=_FAILURES, passthrough=_PASSTHROUGH
             )
         except PoolExhaustedError as exc:
             # This process is busy, Redis is not down: skip the mirror this once, with no
@@ -81,7 +82,12 @@ class RedisMirror:
 
     async def get(self, key: str) -> bytes | None:
         full = self.key(key)
-        value = await self._call(lambda r: get_bytes(r, full))
+        try:  # _call's work without its frame: every pg_redis hit reads here
+            value = await self.health.call(
+                lambda: get_bytes(self._redis(), full), outages=_FAILURES, passthrough=_PASSTHROUGH
+            )
+        except PoolExhaustedError as exc:
+            raise ServiceDown(self.health) from exc
         return None if value is None else bytes(value)
 
     async def set(self, key: str, data: bytes, ttl: float | None) -> None:

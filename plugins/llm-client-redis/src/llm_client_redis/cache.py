@@ -44,6 +44,7 @@ DEFAULT_COLLECTION = "llm_cache"
 DEFAULT_PREFIX = "llm_client:"
 
 _FAILURES = redis_outages()
+_PASSTHROUGH = (PoolExhaustedError,)
 _GLOB = re.compile(r"([*?\[\]\\])")
 _BATCH = 500
 
@@ -158,14 +159,19 @@ class RedisCache:
     async def _call(self, what: str, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         try:
             return await self.health.call(
-                lambda: op(self._redis()), outages=_FAILURES, passthrough=(PoolExhaustedError,)
+                lambda: op(self._redis()), outages=_FAILURES, passthrough=_PASSTHROUGH
             )
-        except PoolExhaustedError as exc:  # this process is busy; Redis is fine
-            self._counters["errors"] += 1
-            raise CacheUnavailableError(f"cannot {what}: {exc}") from exc
-        except ServiceDown as down:
-            self._counters["errors"] += 1
-            raise CacheUnavailableError(f"cannot {what}: {down}") from down.__cause__
+        except (PoolExhaustedError, ServiceDown) as exc:
+            raise self._unavailable(what, exc)  # noqa: B904 - the cause is set in there
+
+    def _unavailable(self, what: str, exc: Exception) -> CacheUnavailableError:
+        """What a failed operation raises: a busy pool (this process is busy; Redis is fine)
+        or an outage, with its cause."""
+        self._counters["errors"] += 1
+        cause = exc.__cause__ if isinstance(exc, ServiceDown) else exc
+        error = CacheUnavailableError(f"cannot {what}: {exc}")
+        error.__cause__ = cause
+        return error
 
     def _decode(self, key: str, raw: Any, decode: Callable[[bytes], D]) -> D | None:
         try:
@@ -197,7 +203,12 @@ class RedisCache:
         :class:`~llm_client.cache.DecodingCacheBackend`); bytes it refuses are logged and
         read as a miss, as by :meth:`get`."""
         full = self.key(key)
-        raw = await self._call("read the cache", lambda r: get_bytes(r, full))
+        try:  # _call's work without its frame: every hit reads here
+            raw = await self.health.call(
+                lambda: get_bytes(self._redis(), full), outages=_FAILURES, passthrough=_PASSTHROUGH
+            )
+        except (PoolExhaustedError, ServiceDown) as exc:
+            raise self._unavailable("read the cache", exc)  # noqa: B904 - cause set in there
         found = None if raw is None else self._decode(key, raw, decode)
         self._counters["hits" if found is not None else "misses"] += 1
         return found
