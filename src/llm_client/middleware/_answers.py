@@ -42,6 +42,7 @@ _FRESH = frozenset({"params", "output", "tool_calls", "identifier", "headers"})
 _PARAMS, _OUTPUT, _TOOL_CALLS, _IDENTIFIER, _HEADERS = (
     dict(_SLOTS)[name] for name in ("params", "output", "tool_calls", "identifier", "headers")
 )
+_FIXED_SLOTS = tuple(slot for name, slot in _SLOTS if name not in _FRESH)
 _new = object.__new__
 
 
@@ -52,7 +53,7 @@ class StoredAnswer:
     is wrong with it (the read is then an invalid entry, as for :meth:`CacheBackend.get`).
     """
 
-    __slots__ = ("_fixed", "_mutable", "_packed", "_template", "key", "ok", "operation", "problem")
+    __slots__ = ("_fixed", "_mutable", "_packed", "key", "ok", "operation", "problem")
 
     def __init__(self, entry: CacheEntry) -> None:
         self.key = entry.key
@@ -61,24 +62,18 @@ class StoredAnswer:
         self.operation: Any = operation
         self.problem: str | None = None
         self.ok = False
-        self._template: LLMResult | None = None
         self._packed: bytes | None = None
         self._mutable: tuple[Any, Any, tuple[Any, ...]] | None = None
-        self._fixed: tuple[tuple[Any, Any], ...] = ()
+        self._fixed: tuple[Any, ...] = ()
         try:
             check_result_value(value, operation if type(operation) is str else "chat")
             template = exact_hit(value, "")
         except _INVALID as exc:
             self.problem = str(exc) or type(exc).__name__
             return
-        self._template = template
         self.ok = template.ok
-        #: the template's unchanging fields, set slot by slot into every hit
-        self._fixed = tuple(
-            (slot, slot.__get__(template, LLMResult))
-            for name, slot in _SLOTS
-            if name not in _FRESH
-        )
+        #: the template's unchanging fields (in _FIXED_SLOTS' order), set into every hit
+        self._fixed = tuple(slot.__get__(template, LLMResult) for slot in _FIXED_SLOTS)
         mutable: tuple[Any, Any, tuple[Any, ...]] = (
             template.params,
             template.output,
@@ -95,12 +90,13 @@ class StoredAnswer:
 
         Built slot by slot (what :func:`~llm_client._replace.fast_replace` does, with the
         unchanging fields picked once): this runs on every hit."""
+        assert self.problem is None, "a wrong-shaped entry has no hit"
         if self._packed is not None:
             params, output, tool_calls = marshal.loads(self._packed)
         else:
             params, output, tool_calls = copy.deepcopy(self._mutable or ({}, None, ()))
         result = _new(LLMResult)
-        for slot, value in self._fixed:
+        for slot, value in zip(_FIXED_SLOTS, self._fixed, strict=True):
             slot.__set__(result, value)
         _PARAMS.__set__(result, params)
         _OUTPUT.__set__(result, output)
