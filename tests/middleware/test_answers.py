@@ -236,6 +236,22 @@ def test_the_memo_is_bounded_by_the_bytes_it_keeps() -> None:
         CacheMiddleware(MemoryCache(), hit_memo_bytes=-1)
 
 
+def test_the_memo_drops_the_least_recently_read_answer_first() -> None:
+    entries = [
+        CacheEntry(key=f"k{i}", value=stored_value(output="x" * 300), created_at=i).to_json()
+        for i in range(9)
+    ]
+    size = len(entries[0])
+    assert {len(e) for e in entries} == {size}
+    answers = StoredAnswers(max_bytes=8 * size)  # room for eight (each is an eighth)
+    first = [answers.decode(e) for e in entries[:8]]
+    assert answers.decode(entries[0]) is first[0]  # read again: now the most recent
+    answers.decode(entries[8])  # over budget: the least recently read one goes
+    assert len(answers) == 8 and answers.size == 8 * size
+    assert answers.decode(entries[0]) is first[0]
+    assert answers.decode(entries[1]) is not first[1]  # k1 was dropped, decoded anew
+
+
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
