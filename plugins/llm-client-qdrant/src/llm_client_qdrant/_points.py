@@ -9,11 +9,14 @@ goes to the exact-lookup collection and to a vector collection. Nothing here tal
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from qdrant_client import models
 
 from llm_client.cache import CacheEntry
+
+D = TypeVar("D")
 
 __all__ = ["UNREADABLE", "entry_payload", "expired", "live_filter", "point_id", "read_entry"]
 
@@ -47,14 +50,16 @@ def expired(payload: dict[str, Any], now: float) -> bool:
     return expires_at is not None and float(expires_at) <= now
 
 
-def read_entry(payload: dict[str, Any] | None) -> CacheEntry | None:
-    """The entry stored in ``payload``; ``None`` if it holds none.
+def read_entry(payload: dict[str, Any] | None, read: Callable[[bytes], D]) -> D | None:
+    """``read`` of the entry JSON stored in ``payload`` (``CacheEntry.from_json``: the
+    entry); ``None`` if it holds none.
 
     Raises one of :data:`UNREADABLE` if the stored entry cannot be decoded.
     """
     if not payload or "entry" not in payload:
         return None
-    return CacheEntry.from_json(payload["entry"])
+    data = payload["entry"]
+    return read(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def live_filter(now: float, scope: str | None = None) -> models.Filter:

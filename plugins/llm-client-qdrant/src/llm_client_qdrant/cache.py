@@ -43,6 +43,7 @@ __all__ = ["DEFAULT_COLLECTION", "CacheUnavailableError", "QdrantCache", "point_
 logger = logging.getLogger("llm_client_qdrant")
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 _PAGE = 256
 _COUNTERS = (
@@ -162,9 +163,9 @@ class QdrantCache:
     def _expired(self, payload: dict[str, Any]) -> bool:
         return expired(payload, self._wall_clock())
 
-    def _decode(self, payload: dict[str, Any] | None) -> CacheEntry | None:
+    def _decode(self, payload: dict[str, Any] | None, read: Callable[[bytes], D]) -> D | None:
         try:
-            return read_entry(payload)
+            return read_entry(payload, read)
         except UNREADABLE as exc:
             self._counters["errors"] += 1
             logger.warning("unreadable cache point %r: %s", (payload or {}).get("key"), exc)
@@ -173,7 +174,14 @@ class QdrantCache:
     # -- CacheBackend ---------------------------------------------------------------------------
 
     async def get(self, key: str) -> CacheEntry | None:
-        async def op(client: AsyncQdrantClient) -> CacheEntry | None:
+        return await self.get_decoded(key, CacheEntry.from_json)
+
+    async def get_decoded(self, key: str, read: Callable[[bytes], D]) -> D | None:
+        """``read`` of the entry JSON stored at ``key`` (see
+        :class:`~llm_client.cache.DecodingCacheBackend`); what it refuses is logged and read
+        as a miss, as by :meth:`get`."""
+
+        async def op(client: AsyncQdrantClient) -> D | None:
             await self._collections.ensure(client, self.collection, None)
             records = await client.retrieve(
                 self.collection, ids=[point_id(key)], with_payload=True, with_vectors=False
@@ -184,11 +192,11 @@ class QdrantCache:
             if self._expired(payload):
                 await self._collections.delete_point(client, point_id(key))
                 return None
-            return self._decode(payload)
+            return self._decode(payload, read)
 
-        entry = await self._call("read the cache", op)
-        self._counters["hits" if entry is not None else "misses"] += 1
-        return entry
+        found = await self._call("read the cache", op)
+        self._counters["hits" if found is not None else "misses"] += 1
+        return found
 
     async def put(self, entry: CacheEntry, *, ttl: float | None = None) -> None:
         if ttl is not None and ttl <= 0:
@@ -271,7 +279,7 @@ class QdrantCache:
             )
             for point in response.points:
                 payload = point.payload or {}
-                entry = self._decode(payload)
+                entry = self._decode(payload, CacheEntry.from_json)
                 if entry is not None and entry.scope == scope and not self._expired(payload):
                     return entry, min(1.0, float(point.score))
             return None
@@ -352,7 +360,7 @@ class QdrantCache:
 
             records, offset = await self._call("export the cache", op)
             for record in records:
-                entry = self._decode(record.payload)
+                entry = self._decode(record.payload, CacheEntry.from_json)
                 if entry is not None:
                     yield entry
             if offset is None:
