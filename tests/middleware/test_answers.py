@@ -177,6 +177,21 @@ async def test_an_instances_own_get_is_honoured() -> None:
     assert mw.stats()["backend_errors"] == 1
 
 
+async def test_a_get_patched_on_the_class_after_the_step_was_made_is_honoured() -> None:
+    from unittest import mock
+
+    backend = MemoryCache()
+    await backend.put(CacheEntry(key=cache_key(make_call()), value=stored_value()))
+    mw = CacheMiddleware(backend)
+    assert (await ask(mw, make_call())).cached
+    down = mock.AsyncMock(side_effect=ConnectionError("down"))
+    with mock.patch.object(MemoryCache, "get", down):
+        api = Unreachable()
+        assert not (await ask(mw, make_call(), api)).cached and api.calls == 1
+    assert down.await_count == 1 and mw.stats()["backend_errors"] == 1
+    assert (await ask(mw, make_call())).cached  # unpatched: read by get_decoded again
+
+
 async def test_a_wrong_shaped_entry_is_an_invalid_miss_on_every_read(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -57,19 +57,19 @@ log = logging.getLogger("llm_client.middleware.cache")
 _FLUSH_SECONDS = 10.0
 
 
-def _decoding_reader(backend: CacheBackend) -> Callable[..., Awaitable[Any]] | None:
-    """``backend.get_decoded`` if it reads what ``backend.get`` reads: the backend offers it
+def _reads_decoded(backend: CacheBackend) -> bool:
+    """Whether ``backend.get_decoded`` reads what ``backend.get`` reads: the backend offers it
     (:class:`~llm_client.cache.DecodingCacheBackend`) and its class does not override ``get``
     below where ``get_decoded`` is defined. A subclass that overrides only ``get`` (to count,
     fail or wait) is read through its ``get``."""
     if not isinstance(backend, DecodingCacheBackend):
-        return None
+        return False
     mro = type(backend).__mro__
     get_owner = next((c for c in mro if "get" in vars(c)), None)
     decoded_owner = next((c for c in mro if "get_decoded" in vars(c)), None)
-    if get_owner is None or decoded_owner is None or not issubclass(decoded_owner, get_owner):
-        return None
-    return backend.get_decoded
+    return not (
+        get_owner is None or decoded_owner is None or not issubclass(decoded_owner, get_owner)
+    )
 
 
 async def _now(reply: Reply) -> Reply:
@@ -201,8 +201,10 @@ class CacheMiddleware(Storing):
         self._flights = SingleFlight()
         #: Decoded, checked answers per stored bytes, for a backend that hands over its bytes.
         self._answers = StoredAnswers(hit_memo_bytes)
-        self._get_decoded = _decoding_reader(backend)
-        #: An instance's own ``get`` (a test's stand-in) is honoured: then it is read by ``get``.
+        self._reads_decoded = _reads_decoded(backend)
+        # A ``get`` replaced later (a test's stand-in, on the instance or on the class, as
+        # unittest.mock.patch.object does) is honoured: the backend is then read by ``get``.
+        self._class_get = getattr(type(backend), "get", None)
         self._instance_attrs: dict[str, Any] = getattr(backend, "__dict__", {})
         self._warned_unkeyable = False
         self._warned_secret = False
@@ -371,13 +373,19 @@ class CacheMiddleware(Storing):
 
     async def _lookup(self, ctx: _Ctx) -> _Shared | None:
         key = ctx.key
-        get_decoded = self._get_decoded
+        backend: Any = self.backend
         answer: StoredAnswer | None
-        if get_decoded is not None and "get" not in self._instance_attrs:
+        if (
+            self._reads_decoded
+            and type(backend).get is self._class_get
+            and "get" not in self._instance_attrs
+        ):
             decode = self._answers.decode  # the stored bytes, decoded and checked once
-            answer = await self._ops.run("get", lambda: get_decoded(key, decode), ctx.call.deadline)
+            answer = await self._ops.run(
+                "get", lambda: backend.get_decoded(key, decode), ctx.call.deadline
+            )
         else:
-            entry = await self._ops.run("get", lambda: self.backend.get(key), ctx.call.deadline)
+            entry = await self._ops.run("get", lambda: backend.get(key), ctx.call.deadline)
             answer = None if entry is None else StoredAnswer(entry)
         if answer is not None and answer.key == key:
             result = self._answer_hit(ctx, answer)
