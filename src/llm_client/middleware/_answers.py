@@ -23,15 +23,15 @@ from __future__ import annotations
 import copy
 import marshal
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .._replace import slots_of
-from ..cache import CacheEntry, check_result_value
+from ..cache import CacheBackend, CacheEntry, DecodingCacheBackend, check_result_value
 from ..result import LLMResult
 from ._entries import exact_hit
 
-__all__ = ["StoredAnswer", "StoredAnswers"]
+__all__ = ["ExactReads", "StoredAnswer", "StoredAnswers"]
 
 #: What a failed check may raise (as in the cache step's check of a plain ``get``).
 _INVALID = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
@@ -154,3 +154,53 @@ class StoredAnswers:
     def clear(self) -> None:
         self._memo.clear()
         self._size = 0
+
+
+def reads_decoded(backend: CacheBackend) -> bool:
+    """Whether ``backend.get_decoded`` reads what ``backend.get`` reads: the backend offers it
+    (:class:`~llm_client.cache.DecodingCacheBackend`) and its class does not override ``get``
+    below where ``get_decoded`` is defined. A subclass that overrides only ``get`` (to count,
+    fail or wait) is read through its ``get``."""
+    if not isinstance(backend, DecodingCacheBackend):
+        return False
+    mro = type(backend).__mro__
+    get_owner = next((c for c in mro if "get" in vars(c)), None)
+    decoded_owner = next((c for c in mro if "get_decoded" in vars(c)), None)
+    return not (
+        get_owner is None or decoded_owner is None or not issubclass(decoded_owner, get_owner)
+    )
+
+
+class ExactReads:
+    """How the cache step reads one key: through ``get_decoded`` and the memo when the backend
+    offers it (:func:`reads_decoded`), else through ``get``.
+
+    A ``get`` replaced later (a test's stand-in, on the instance or on the class, as
+    ``unittest.mock.patch.object`` does) is honoured: the backend is then read by ``get``.
+    """
+
+    __slots__ = ("_backend", "_class_get", "_decoded", "_instance_attrs", "answers")
+
+    def __init__(self, backend: CacheBackend, max_bytes: int) -> None:
+        self._backend: Any = backend
+        #: Decoded, checked answers per stored bytes.
+        self.answers = StoredAnswers(max_bytes)
+        self._decoded = reads_decoded(backend)
+        self._class_get = getattr(type(backend), "get", None)
+        self._instance_attrs: dict[str, Any] = getattr(backend, "__dict__", {})
+
+    def op(self, key: str) -> Callable[[], Awaitable[StoredAnswer | None]]:
+        """The backend operation reading ``key`` (for the step's guard to run)."""
+        backend = self._backend
+        if (
+            self._decoded
+            and type(backend).get is self._class_get
+            and "get" not in self._instance_attrs
+        ):
+            decode = self.answers.decode  # the stored bytes, decoded and checked once
+            return lambda: backend.get_decoded(key, decode)
+        return lambda: self._plain(key)
+
+    async def _plain(self, key: str) -> StoredAnswer | None:
+        entry = await self._backend.get(key)
+        return None if entry is None else StoredAnswer(entry)

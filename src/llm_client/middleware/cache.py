@@ -26,7 +26,6 @@ from typing import Any, cast
 from ..cache import (
     CacheBackend,
     CacheEntry,
-    DecodingCacheBackend,
     cache_identifier,
     check_result_value,
     namespaced_key,
@@ -38,7 +37,7 @@ from ..exceptions import (
 from ..health import BackendGuard, ServiceHealth
 from ..pipeline import Call, Next, Reply
 from ..result import LLMResult
-from ._answers import StoredAnswer, StoredAnswers
+from ._answers import ExactReads, StoredAnswer
 from ._guarded import GuardedOps
 from ._semantic import CallState as _Ctx
 from ._semantic import SemanticLookup
@@ -55,21 +54,6 @@ log = logging.getLogger("llm_client.middleware.cache")
 
 #: How long :meth:`CacheMiddleware.flush` waits when neither it nor the step has a limit.
 _FLUSH_SECONDS = 10.0
-
-
-def _reads_decoded(backend: CacheBackend) -> bool:
-    """Whether ``backend.get_decoded`` reads what ``backend.get`` reads: the backend offers it
-    (:class:`~llm_client.cache.DecodingCacheBackend`) and its class does not override ``get``
-    below where ``get_decoded`` is defined. A subclass that overrides only ``get`` (to count,
-    fail or wait) is read through its ``get``."""
-    if not isinstance(backend, DecodingCacheBackend):
-        return False
-    mro = type(backend).__mro__
-    get_owner = next((c for c in mro if "get" in vars(c)), None)
-    decoded_owner = next((c for c in mro if "get_decoded" in vars(c)), None)
-    return not (
-        get_owner is None or decoded_owner is None or not issubclass(decoded_owner, get_owner)
-    )
 
 
 async def _now(reply: Reply) -> Reply:
@@ -199,13 +183,7 @@ class CacheMiddleware(Storing):
         self._prefix = None if native == self.collection else self.collection
         self._semantic = SemanticLookup(backend, semantic_threshold, embed, self.collection)
         self._flights = SingleFlight()
-        #: Decoded, checked answers per stored bytes, for a backend that hands over its bytes.
-        self._answers = StoredAnswers(hit_memo_bytes)
-        self._reads_decoded = _reads_decoded(backend)
-        # A ``get`` replaced later (a test's stand-in, on the instance or on the class, as
-        # unittest.mock.patch.object does) is honoured: the backend is then read by ``get``.
-        self._class_get = getattr(type(backend), "get", None)
-        self._instance_attrs: dict[str, Any] = getattr(backend, "__dict__", {})
+        self._reads = ExactReads(backend, hit_memo_bytes)
         self._warned_unkeyable = False
         self._warned_secret = False
         self._counts: dict[str, int] = dict.fromkeys(
@@ -230,7 +208,7 @@ class CacheMiddleware(Storing):
         bypassed (uncacheable) calls, backend failures (cut operations included), backend
         operations skipped during an outage, stores dropped (too many pending), embedding
         failures, invalid entries read, answers refused for holding a known secret; and the
-        number of stores still pending."""
+        number of stores still pending and of stored values kept decoded (``hit_memo_bytes``)."""
         counts = self._counts
         return {
             "hits": counts["hits"],
@@ -246,6 +224,7 @@ class CacheMiddleware(Storing):
             "invalid": counts["invalid"],
             "refused": counts["refused"],
             "pending_stores": len(self._writes),
+            "memo_entries": len(self._reads.answers),
         }
 
     async def flush(self, timeout: float | None = None) -> None:
@@ -373,20 +352,7 @@ class CacheMiddleware(Storing):
 
     async def _lookup(self, ctx: _Ctx) -> _Shared | None:
         key = ctx.key
-        backend: Any = self.backend
-        answer: StoredAnswer | None
-        if (
-            self._reads_decoded
-            and type(backend).get is self._class_get
-            and "get" not in self._instance_attrs
-        ):
-            decode = self._answers.decode  # the stored bytes, decoded and checked once
-            answer = await self._ops.run(
-                "get", lambda: backend.get_decoded(key, decode), ctx.call.deadline
-            )
-        else:
-            entry = await self._ops.run("get", lambda: backend.get(key), ctx.call.deadline)
-            answer = None if entry is None else StoredAnswer(entry)
+        answer = await self._ops.run("get", self._reads.op(key), ctx.call.deadline)
         if answer is not None and answer.key == key:
             result = self._answer_hit(ctx, answer)
             if result is not None:
