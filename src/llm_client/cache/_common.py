@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from ..exceptions import ConfigurationError
-from .base import CacheEntry
+
+_E = TypeVar("_E")  # what a read gave: an entry, or what get_decoded's decoder made; None: a miss
 
 log = logging.getLogger("llm_client.cache")
 
@@ -35,7 +36,8 @@ class _Counters:
         self.hits = 0
         self.misses = 0
 
-    def count(self, entry: CacheEntry | None) -> CacheEntry | None:
+    def count(self, entry: _E) -> _E:
+        """Count ``entry`` (``None``: a miss) and hand it back."""
         if entry is None:
             self.misses += 1
         else:

@@ -100,11 +100,9 @@ class MemoryCache:
         :class:`~llm_client.cache.DecodingCacheBackend`)."""
         item = self._live(key)
         if item is None:
-            self._counters.misses += 1
-            return None
+            return self._counters.count(None)
         self._items.move_to_end(key)
-        self._counters.hits += 1
-        return decode(item.data)
+        return self._counters.count(decode(item.data))
 
     def _store(self, entry: CacheEntry, ttl: float | None, vector: list[float] | None) -> None:
         item = _MemoryItem(

@@ -230,11 +230,7 @@ class SQLiteCache:
                 found = decode(data)
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("sqlite cache row %r is corrupt (%s); treating it as a miss", key, exc)
-        if found is None:
-            self._counters.misses += 1
-        else:
-            self._counters.hits += 1
-        return found
+        return self._counters.count(found)
 
     async def put(self, entry: CacheEntry, *, ttl: float | None = None) -> None:
         ns = self._ns

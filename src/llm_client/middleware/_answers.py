@@ -31,10 +31,10 @@ from ..cache import CacheBackend, CacheEntry, DecodingCacheBackend, check_result
 from ..result import LLMResult
 from ._entries import exact_hit
 
-__all__ = ["ExactReads", "StoredAnswer", "StoredAnswers"]
+__all__ = ["INVALID_ENTRY", "ExactReads", "StoredAnswer", "StoredAnswers"]
 
-#: What a failed check may raise (as in the cache step's check of a plain ``get``).
-_INVALID = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
+#: What checking a stored value and building a result of it may raise for a wrong-shaped one.
+INVALID_ENTRY = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
 
 #: LLMResult's fields and their slot descriptors; the ones every hit gets fresh values for.
 _SLOTS = slots_of(LLMResult)
@@ -68,7 +68,7 @@ class StoredAnswer:
         try:
             check_result_value(value, operation if type(operation) is str else "chat")
             template = exact_hit(value, "")
-        except _INVALID as exc:
+        except INVALID_ENTRY as exc:
             self.problem = str(exc) or type(exc).__name__
             return
         self.ok = template.ok
@@ -150,10 +150,6 @@ class StoredAnswers:
                 old, _ = memo.popitem(last=False)
                 self._size -= len(old)
         return answer
-
-    def clear(self) -> None:
-        self._memo.clear()
-        self._size = 0
 
 
 def reads_decoded(backend: CacheBackend) -> bool:

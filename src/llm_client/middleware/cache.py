@@ -37,7 +37,7 @@ from ..exceptions import (
 from ..health import BackendGuard, ServiceHealth
 from ..pipeline import Call, Next, Reply
 from ..result import LLMResult
-from ._answers import ExactReads, StoredAnswer
+from ._answers import INVALID_ENTRY, ExactReads, StoredAnswer
 from ._guarded import GuardedOps
 from ._semantic import CallState as _Ctx
 from ._semantic import SemanticLookup
@@ -315,19 +315,23 @@ class CacheMiddleware(Storing):
         try:
             check_result_value(entry.value, ctx.call.operation)
             result = LLMResult.from_dict(entry.value)
-        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
-            self._counts["invalid"] += 1
-            log.warning(
-                "cache entry %r is not a valid %s result (%s); treating it as a miss, the"
-                " answer will replace it",
-                entry.key,
-                ctx.call.operation,
-                exc,
-            )
+        except INVALID_ENTRY as exc:
+            self._refuse(entry.key, ctx.call.operation, exc)
             return None
         if not result.ok and not ctx.call.cache.cache_errors:
             return None
         return result
+
+    def _refuse(self, key: str, operation: str, problem: object) -> None:
+        """Log and count an entry that is not a valid ``operation`` result (a miss)."""
+        self._counts["invalid"] += 1
+        log.warning(
+            "cache entry %r is not a valid %s result (%s); treating it as a miss, the"
+            " answer will replace it",
+            key,
+            operation,
+            problem,
+        )
 
     def _answer_hit(self, ctx: _Ctx, answer: StoredAnswer) -> LLMResult | None:
         """The exact hit ``answer`` gives ``ctx``, or ``None`` (a wrong-shaped entry is logged
@@ -337,14 +341,7 @@ class CacheMiddleware(Storing):
         if problem is None and answer.operation != operation:
             problem = f"the entry is a {answer.operation!r} result, not {operation!r}"
         if problem is not None:
-            self._counts["invalid"] += 1
-            log.warning(
-                "cache entry %r is not a valid %s result (%s); treating it as a miss, the"
-                " answer will replace it",
-                answer.key,
-                operation,
-                problem,
-            )
+            self._refuse(answer.key, operation, problem)
             return None
         if not answer.ok and not ctx.call.cache.cache_errors:
             return None
