@@ -40,12 +40,6 @@ APIS = ["chat", "responses"]
 EXAMPLES = Path(__file__).parent / "examples"
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as fake:
-        yield fake
-
-
 def make_client(server: FakeOpenAI, api: str = "chat", **options: Any) -> OpenAIClient:
     return OpenAIClient(
         GPT5Point4Nano, api=api, base_url=server.base_url, api_key="sk-test", **options

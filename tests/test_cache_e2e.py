@@ -174,12 +174,6 @@ class Harness:
                 await cleaner.close()
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as fake:
-        yield fake
-
-
 @pytest.fixture(params=BACKENDS)
 async def harness(
     request: pytest.FixtureRequest, server: FakeOpenAI, tmp_path: Path

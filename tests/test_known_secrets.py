@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,12 +14,6 @@ from llm_client.testing import FakeOpenAI
 
 KEY = "sk-proj-echoed-0123456789abcdefABCDEF"
 MESSAGES = [{"role": "user", "content": "Hello there."}]
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as fake:
-        yield fake
 
 
 def _refusal(key: str) -> str:

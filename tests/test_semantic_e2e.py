@@ -41,12 +41,6 @@ def ask(text: str, system: str = SYSTEM) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": text}]
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as fake:
-        yield fake
-
-
 class Clients:
     def __init__(self, backend: str, server: FakeOpenAI) -> None:
         self.backend = backend

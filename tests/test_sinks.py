@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -26,12 +26,6 @@ HANG = 30
 def make_client(server: FakeOpenAI, **kw) -> OpenAIClient:
     kw.setdefault("rate_limit_backend", None)
     return OpenAIClient(GPT5Nano, base_url=server.base_url, api_key="sk-test-secret", **kw)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as s:
-        yield s
 
 
 def delivery_tasks() -> list[asyncio.Task]:

@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx
@@ -95,12 +94,6 @@ class App:
     async def __aexit__(self, *exc) -> None:
         assert self._runner is not None
         await self._runner.cleanup()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as s:
-        yield s
 
 
 def make_client(server: FakeOpenAI, **kw) -> OpenAIClient:

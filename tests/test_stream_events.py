@@ -4,8 +4,6 @@ their own events; event types the client does not know are skipped."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from aiohttp import web
 
@@ -41,12 +39,6 @@ TOOLS = [
     },
 ]
 MESSAGES = [{"role": "user", "content": "Weather and time in Paris?"}]
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as s:
-        yield s
 
 
 def make_client(base_url: str, api: Api = "chat") -> OpenAIClient:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -29,12 +29,6 @@ def make_client(server: FakeOpenAI, **kw) -> OpenAIClient:
     kw.setdefault("rate_limit_backend", None)
     kw.setdefault("backoff", 0.01)
     return OpenAIClient(GPT5Nano, base_url=server.base_url, api_key="sk-test-secret", **kw)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as s:  # in the test's loop: it sees a close as soon as it happens
-        yield s
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -118,12 +117,6 @@ def make_client(server: FakeOpenAI, **kw: Any) -> OpenAIClient:
     kw.setdefault("rate_limit_backend", None)
     kw.setdefault("backoff", 0.01)
     return OpenAIClient(GPT5Nano, base_url=server.base_url, api_key="sk-test-secret", **kw)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as s:  # in the test's loop: it sees a close as soon as it happens
-        yield s
 
 
 def final(events: list[LLMEvent]) -> LLMEvent:

@@ -4,7 +4,6 @@ model's limit refused before anything is sent (end to end at the end)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -104,12 +103,6 @@ def test_output_estimate(params: dict[str, Any], expected: int | None) -> None:
 
 
 # --- end to end: an input over the limit is refused before anything is sent ------------------
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as s:
-        yield s
 
 
 async def test_context_limit_raises_before_sending(server: FakeOpenAI) -> None:
