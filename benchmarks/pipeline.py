@@ -12,7 +12,8 @@ chat calls to it at the same concurrency, interleaved round by round:
 4. the *default* client, ``OpenAIClient(GPT5Nano, cache_backend=None)`` with no limit
    arguments: its limiter starts from the profile's limits (500 RPM) and follows the server,
    which advertises ``x-ratelimit-limit-requests: 1000000`` and ``-tokens: 10000000000``;
-5. ``OpenAIClient`` with a memory cache that answers every call (a hit never touches the
+5. ``OpenAIClient(GPT5Nano, cache_backend="memory")``, built like the default client (no
+   limit arguments), with a memory cache that answers every call (a hit never touches the
    network or the SDK).
 
 It prints calls/s (best round of each) and the ratios, then a paced run: a second server
@@ -133,14 +134,8 @@ async def main(args: argparse.Namespace) -> None:
             requests_per_minute=10**9,
         )
         default = OpenAIClient(GPT5Nano, base_url=url, api_key=key, cache_backend=None)
-        cached = OpenAIClient(
-            GPT5Nano,
-            base_url=url,
-            api_key=key,
-            cache_backend="memory",
-            tokens_per_minute=10**12,
-            requests_per_minute=10**9,
-        )
+        # as a new user builds a cached client: the backend named, no limits given
+        cached = OpenAIClient(GPT5Nano, base_url=url, api_key=key, cache_backend="memory")
 
         async def raw_d(m: Prompt) -> Any:
             return await raw_default.chat.completions.create(model="gpt-5-nano", messages=m)  # type: ignore[arg-type]
